@@ -1,0 +1,106 @@
+#pragma once
+// backend::cpu: the default execution space. Host memory, OpenMP parallel_for,
+// CBLAS GEMM (single-threaded inside OpenMP regions with the OpenMP OpenBLAS,
+// multi-threaded outside), and Philox noise.
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <new>
+#include <span>
+#include <type_traits>
+
+#include <omp.h>
+
+#include "softdiff/backend/blas.hpp"
+#include "softdiff/backend/philox.hpp"
+
+namespace softdiff::backend {
+
+struct cpu {
+  static constexpr const char* name = "cpu";
+  static constexpr bool is_host = true;
+
+  template <class T>
+  [[nodiscard]] static T* allocate(std::size_t n) {
+    return static_cast<T*>(::operator new[](n * sizeof(T), std::align_val_t{64}));
+  }
+  template <class T>
+  static void deallocate(T* p, std::size_t) noexcept {
+    ::operator delete[](p, std::align_val_t{64});
+  }
+  /// Copies n elements; both pointers are host pointers on this backend.
+  template <class T>
+  static void copy(const T* src, T* dst, std::size_t n) {
+    if (n) std::memcpy(dst, src, n * sizeof(T));
+  }
+
+  /// f(i) for i in [0, n), statically partitioned over OpenMP threads.
+  template <class F>
+  static void parallel_for(std::size_t n, F&& f) {
+    const auto count = static_cast<std::int64_t>(n);
+#pragma omp parallel for schedule(static) if (count > 4096)
+    for (std::int64_t i = 0; i < count; ++i) f(static_cast<std::size_t>(i));
+  }
+
+  /// f(begin, end) over contiguous chunks of at least `grain` indices, one or more per thread.
+  template <class F>
+  static void parallel_chunks(std::size_t n, std::size_t grain, F&& f) {
+    if (n == 0) return;
+    const std::size_t threads = static_cast<std::size_t>(omp_in_parallel() ? 1 : omp_get_max_threads());
+    const std::size_t chunks = std::max<std::size_t>(1, std::min(threads, (n + grain - 1) / std::max<std::size_t>(grain, 1)));
+    const auto count = static_cast<std::int64_t>(chunks);
+#pragma omp parallel for schedule(static) if (count > 1)
+    for (std::int64_t c = 0; c < count; ++c) {
+      const std::size_t b = n * static_cast<std::size_t>(c) / chunks;
+      const std::size_t e = n * static_cast<std::size_t>(c + 1) / chunks;
+      f(b, e);
+    }
+  }
+
+  /// Row-major C = alpha op(A) op(B) + beta C.
+  template <class T>
+  static void gemm(bool trans_a, bool trans_b, int m, int n, int k, T alpha, const T* a, int lda, const T* b,
+                   int ldb, T beta, T* c, int ldc) {
+    detail::gemm_row_major(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+  }
+
+  /// `batch` independent GEMMs with constant strides between operands, spread over threads.
+  template <class T>
+  static void gemm_strided_batched(bool trans_a, bool trans_b, int m, int n, int k, T alpha, const T* a, int lda,
+                                   std::ptrdiff_t stride_a, const T* b, int ldb, std::ptrdiff_t stride_b, T beta,
+                                   T* c, int ldc, std::ptrdiff_t stride_c, int batch) {
+#pragma omp parallel for schedule(static) if (batch > 1)
+    for (int i = 0; i < batch; ++i)
+      detail::gemm_row_major(trans_a, trans_b, m, n, k, alpha, a + i * stride_a, lda, b + i * stride_b, ldb, beta,
+                             c + i * stride_c, ldc);
+  }
+
+  /// out[i] = standard normal at flat index (offset + i) of `stream` under `seed`.
+  /// The value at each index is independent of n, offset partitioning and thread count.
+  template <class T>
+  static void fill_normal(std::uint64_t seed, std::uint64_t stream, T* out, std::size_t n, std::uint64_t offset = 0) {
+    static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>);
+    constexpr std::uint64_t per_block = std::is_same_v<T, float> ? 4 : 2;
+    const std::uint64_t first = offset / per_block, last = (offset + n + per_block - 1) / per_block;
+    parallel_chunks(static_cast<std::size_t>(last - first), 4096, [&](std::size_t b0, std::size_t b1) {
+      constexpr std::size_t tile = 64;  // blocks generated per vectorised pass
+      T buf[tile * per_block];
+      for (std::size_t b = b0; b < b1; b += tile) {
+        const std::size_t nb = std::min(tile, b1 - b);
+        if constexpr (std::is_same_v<T, float>) {
+#pragma omp simd
+          for (std::size_t j = 0; j < tile; ++j) normal4(first + b + j, stream, seed, buf + 4 * j);
+        } else {
+          for (std::size_t j = 0; j < nb; ++j) normal2(first + b + j, stream, seed, buf + 2 * j);
+        }
+        // copy the part of [block range] that falls inside [offset, offset + n)
+        const std::uint64_t g0 = (first + b) * per_block, g1 = g0 + nb * per_block;
+        const std::uint64_t lo = std::max<std::uint64_t>(g0, offset), hi = std::min<std::uint64_t>(g1, offset + n);
+        for (std::uint64_t g = lo; g < hi; ++g) out[g - offset] = buf[g - g0];
+      }
+    });
+  }
+};
+
+}  // namespace softdiff::backend

@@ -1,0 +1,117 @@
+#pragma once
+// The policies of softdiff, each a C++20 concept. SoftDiffusion<Op, Sched, Net>
+// and the samplers speak only through these, so a user's own operator,
+// schedule, network or sampler is a first-class citizen.
+//
+//   CorruptionOperator  y = C(level) x and y = C(level)^T x on an NCHW batch
+//   Schedule            t in [0, 1] -> (operator level, sigma_t)
+//   Denoiser            phi(x_t, t), the residual to the clean image (eq. 8, 10)
+//   TrainableDenoiser   + forward with saved activations, backward, flat parameters and gradients
+//   SamplingModel       what a sampler needs of a model: denoise, C_t, sigma_t
+//   Sampler             one reverse step from t to t' < t
+//   Backend             where memory lives, parallel_for, GEMM, Philox noise
+#include <concepts>
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include "softdiff/tensor.hpp"
+
+namespace softdiff {
+
+/// Execution-space trait (Kokkos-style), chosen at compile time. backend::cpu is the default;
+/// backend::cuda exists only when SOFTDIFF_ENABLE_CUDA is defined.
+template <class B>
+concept Backend = requires(std::size_t n, float* p, const float* cp, std::uint64_t u) {
+  { B::name } -> std::convertible_to<const char*>;
+  { B::template allocate<float>(n) } -> std::same_as<float*>;
+  B::template deallocate<float>(p, n);
+  B::template copy<float>(cp, p, n);
+  B::parallel_for(n, [](std::size_t) {});
+  B::template gemm<float>(false, false, 1, 1, 1, 1.0f, cp, 1, cp, 1, 0.0f, p, 1);
+  B::template fill_normal<float>(u, u, p, n, u);
+};
+
+/// A family of linear corruptions C(level), level a real number in [min_level(), max_level()].
+/// apply and apply_adjoint accept y aliasing x (in place) and resize y to x's shape if needed.
+/// level = min_level() must give the identity (C_0 = I).
+template <class Op>
+concept CorruptionOperator =
+    requires(const Op& op, double level, const batch<typename Op::scalar_type>& x,
+             batch<typename Op::scalar_type>& y) {
+      typename Op::scalar_type;
+      { Op::self_adjoint } -> std::convertible_to<bool>;
+      op.apply(level, x, y);          // y = C(level) x
+      op.apply_adjoint(level, x, y);  // y = C(level)^T x
+      { op.min_level() } -> std::convertible_to<double>;
+      { op.max_level() } -> std::convertible_to<double>;
+      { op.name() } -> std::convertible_to<std::string>;
+    };
+
+/// Throws softdiff::error unless `level` lies in the operator's range.
+template <CorruptionOperator Op>
+void check_level(const Op& op, double level, const char* where = "operator") {
+  check_finite_scalar(level, where);
+  detail::require(level >= op.min_level() && level <= op.max_level(), where, ": level ", level,
+                  " is outside the range [", op.min_level(), ", ", op.max_level(), "] of operator ",
+                  op.name());
+}
+
+/// A corruption schedule: at time t in [0, 1], the operator's level and the noise sigma_t.
+/// sigma must be non-decreasing with sigma(t) > 0 for t > 0 (schedule/validate.hpp checks it).
+template <class S>
+concept Schedule = requires(const S& s, double t) {
+  { s.level(t) } -> std::convertible_to<double>;
+  { s.sigma(t) } -> std::convertible_to<double>;
+  { s.name() } -> std::convertible_to<std::string>;
+};
+
+/// The network phi of eq. 8/10: phi(x_t, t) predicts the residual x_0 - x_t, so
+/// h = phi + x_t estimates x_0. One t per sample.
+template <class N>
+concept Denoiser = requires(N& net, const batch<typename N::scalar_type>& x, std::span<const double> t,
+                            batch<typename N::scalar_type>& phi) {
+  typename N::scalar_type;
+  net.predict(x, t, phi);
+};
+
+/// A Denoiser that can be trained: forward keeps what backward needs; backward adds
+/// dL/dparameters into gradients(); parameters and gradients are each one flat span.
+template <class N>
+concept TrainableDenoiser =
+    Denoiser<N> && requires(N& net, const batch<typename N::scalar_type>& x, std::span<const double> t,
+                            batch<typename N::scalar_type>& phi, const batch<typename N::scalar_type>& dphi) {
+      net.forward(x, t, phi);
+      net.backward(dphi);
+      net.zero_grad();
+      { net.parameter_count() } -> std::convertible_to<std::size_t>;
+      { net.parameters() } -> std::convertible_to<std::span<typename N::scalar_type>>;
+      { net.gradients() } -> std::convertible_to<std::span<typename N::scalar_type>>;
+    };
+
+/// What a sampler needs of a model (SoftDiffusion models it): h = E[x_0 | x_t] estimate,
+/// the corruption C_t, and sigma_t.
+template <class M>
+concept SamplingModel = requires(M& m, const batch<typename M::scalar_type>& x, double t,
+                                 batch<typename M::scalar_type>& out) {
+  typename M::scalar_type;
+  m.denoise(x, t, out);         // out = phi(x, t) + x
+  m.apply_operator(t, x, out);  // out = C_t x
+  { m.sigma(t) } -> std::convertible_to<double>;
+};
+
+struct noise_source;  // softdiff/random.hpp
+
+/// One reverse step x_t -> x_{t'} (t' < t). `noise` is this step's own Philox stream.
+/// evaluations_per_step() counts network evaluations (for NFE accounting).
+template <class S, class M>
+concept Sampler = SamplingModel<M> && requires(S& s, M& model, batch<typename M::scalar_type>& x, double t,
+                                               const noise_source& noise) {
+  { S::name } -> std::convertible_to<std::string_view>;
+  { s.evaluations_per_step() } -> std::convertible_to<int>;
+  s.step(model, x, t, t, noise);
+};
+
+}  // namespace softdiff
