@@ -1,0 +1,145 @@
+#pragma once
+// A byte reader over zlib's gzFile: it reads gzip-compressed files and, through
+// zlib's transparent mode, plain files alike, so every dataset reader accepts
+// both `foo.gz` and `foo`. Short reads and zlib errors become softdiff::error
+// naming the file, so a truncated download or a corrupt archive is reported
+// rather than read as zeros.
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <climits>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <filesystem>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <vector>
+
+#include <zlib.h>
+
+#include "softdiff/error.hpp"
+
+namespace softdiff::data::detail {
+
+using softdiff::detail::concat;
+using softdiff::detail::require;
+
+/// Throws softdiff::error unless `path` names an existing regular file (or a link to one).
+/// `reader` names the caller ("idx", "cifar10"); `hint` is appended to the missing-file message.
+inline void require_regular_file(const std::filesystem::path& path, std::string_view reader,
+                                 std::string_view hint = {}) {
+  std::error_code ec;
+  const auto st = std::filesystem::status(path, ec);
+  if (!std::filesystem::exists(st))
+    throw error(concat(reader, ": file '", path.string(), "' does not exist", hint.empty() ? "" : "; ", hint));
+  require(std::filesystem::is_regular_file(st), reader, ": '", path.string(), "' is not a regular file");
+}
+
+class gz_reader {
+public:
+  gz_reader(const std::filesystem::path& path, std::string_view reader, std::string_view missing_hint = {})
+      : path_(path.string()), reader_(reader) {
+    require_regular_file(path, reader, missing_hint);
+    errno = 0;
+    file_ = gzopen(path_.c_str(), "rb");
+    if (file_ == nullptr)
+      throw error(concat(reader_, ": cannot open '", path_, "': ",
+                         errno != 0 ? std::strerror(errno) : "zlib could not allocate its state"));
+    gzbuffer(file_, 1u << 17);
+  }
+  gz_reader(const gz_reader&) = delete;
+  gz_reader& operator=(const gz_reader&) = delete;
+  ~gz_reader() {
+    if (file_ != nullptr) gzclose_r(file_);
+  }
+
+  [[nodiscard]] const std::string& path() const { return path_; }
+  /// True when the file is gzip-compressed (false: zlib is passing a plain file through).
+  [[nodiscard]] bool compressed() { return gzdirect(file_) == 0; }
+
+  /// Reads up to n bytes and returns how many were read: fewer only at the end of the data.
+  /// A corrupt or truncated gzip stream throws.
+  std::size_t read_some(void* dst, std::size_t n) {
+    auto* out = static_cast<unsigned char*>(dst);
+    std::size_t got = 0;
+    while (got < n) {
+      const auto want = static_cast<unsigned>(std::min<std::size_t>(n - got, 1u << 30));
+      const int r = gzread(file_, out + got, want);
+      check_stream();
+      if (r <= 0) break;
+      got += static_cast<std::size_t>(r);
+      if (static_cast<unsigned>(r) < want) break;
+    }
+    return got;
+  }
+
+  /// Reads exactly n bytes or throws "truncated <what>: expected n bytes, found k".
+  void read_exact(void* dst, std::size_t n, std::string_view what) {
+    const std::size_t got = read_some(dst, n);
+    require(got == n, reader_, ": '", path_, "' is truncated: ", what, " needs ", n, " bytes but only ", got,
+            " remain");
+  }
+
+  /// Appends up to n bytes to `out` in bounded chunks, so that a corrupt header claiming
+  /// terabytes fails on the missing data instead of on one huge allocation. Returns the count.
+  std::size_t append_up_to(std::vector<std::uint8_t>& out, std::size_t n) {
+    constexpr std::size_t chunk = std::size_t{16} << 20;
+    std::size_t total = 0;
+    while (total < n) {
+      const std::size_t want = std::min(chunk, n - total);
+      const std::size_t old = out.size();
+      out.resize(old + want);
+      const std::size_t got = read_some(out.data() + old, want);
+      out.resize(old + got);
+      total += got;
+      if (got < want) break;
+    }
+    return total;
+  }
+
+  /// True when no byte is left; reading to the end also makes zlib verify the gzip CRC.
+  [[nodiscard]] bool at_end() {
+    unsigned char probe = 0;
+    return read_some(&probe, 1) == 0;
+  }
+
+private:
+  void check_stream() {
+    int code = Z_OK;
+    const char* msg = gzerror(file_, &code);
+    if (code == Z_OK) return;
+    if (code == Z_BUF_ERROR)
+      throw error(concat(reader_, ": '", path_, "' is a truncated gzip stream (", msg, ")"));
+    if (code == Z_ERRNO)
+      throw error(concat(reader_, ": cannot read '", path_, "': ", std::strerror(errno)));
+    throw error(concat(reader_, ": '", path_, "' is not valid gzip data (zlib: ", msg, ")"));
+  }
+
+  gzFile file_ = nullptr;
+  std::string path_;
+  std::string reader_;
+};
+
+/// Big-endian 32-bit integer at p (IDX stores its dimensions this way).
+[[nodiscard]] inline std::uint32_t load_be32(const unsigned char* p) {
+  return (std::uint32_t{p[0]} << 24) | (std::uint32_t{p[1]} << 16) | (std::uint32_t{p[2]} << 8) |
+         std::uint32_t{p[3]};
+}
+
+/// a * b, or an error naming `what` when the product does not fit in size_t.
+[[nodiscard]] inline std::size_t checked_mul(std::size_t a, std::size_t b, std::string_view what) {
+  require(b == 0 || a <= SIZE_MAX / b, what, ": size ", a, " x ", b, " overflows");
+  return a * b;
+}
+
+/// The lookup table u8 -> x / 127.5 - 1, mapping [0, 255] onto [-1, 1] exactly at both ends.
+template <class T>
+[[nodiscard]] std::array<T, 256> unit_range_table() {
+  std::array<T, 256> t{};
+  for (int v = 0; v < 256; ++v) t[static_cast<std::size_t>(v)] = static_cast<T>(v / 127.5 - 1.0);
+  return t;
+}
+
+}  // namespace softdiff::data::detail
