@@ -1,0 +1,28 @@
+#pragma once
+// The subcommands of the softdiff tool. Each lives in its own file (corrupt.cpp,
+// forward_process.cpp, ...) as `int run_<name>(args)`: it receives the arguments after its
+// name, returns the exit status, and throws usage_error (exit 2) or softdiff::error (exit 1),
+// which main prints. To add one: write <name>.cpp, declare it here, add a row to command_table.
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace softdiff::cli {
+
+using arguments = std::vector<std::string>;
+
+int run_corrupt(const arguments& args);
+int run_forward_process(const arguments& args);
+
+struct command {
+  std::string_view name;
+  std::string_view summary;
+  int (*run)(const arguments&);
+};
+
+inline constexpr command command_table[] = {
+    {"corrupt", "apply an operator C (or C^T) at a level to a .npy batch", run_corrupt},
+    {"forward-process", "PNG strip of one image corrupted at increasing t (blur, mask, ...)", run_forward_process},
+};
+
+}  // namespace softdiff::cli
