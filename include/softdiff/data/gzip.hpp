@@ -5,9 +5,7 @@
 // naming the file, so a truncated download or a corrupt archive is reported
 // rather than read as zeros.
 #include <algorithm>
-#include <array>
 #include <cerrno>
-#include <climits>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -19,12 +17,10 @@
 
 #include <zlib.h>
 
+#include "softdiff/data/bytes.hpp"
 #include "softdiff/error.hpp"
 
 namespace softdiff::data::detail {
-
-using softdiff::detail::concat;
-using softdiff::detail::require;
 
 /// Throws softdiff::error unless `path` names an existing regular file (or a link to one).
 /// `reader` names the caller ("idx", "cifar10"); `hint` is appended to the missing-file message.
@@ -56,9 +52,6 @@ public:
   }
 
   [[nodiscard]] const std::string& path() const { return path_; }
-  /// True when the file is gzip-compressed (false: zlib is passing a plain file through).
-  [[nodiscard]] bool compressed() { return gzdirect(file_) == 0; }
-
   /// Reads up to n bytes and returns how many were read: fewer only at the end of the data.
   /// A corrupt or truncated gzip stream throws.
   std::size_t read_some(void* dst, std::size_t n) {
@@ -108,8 +101,11 @@ public:
 private:
   void check_stream() {
     int code = Z_OK;
-    const char* msg = gzerror(file_, &code);
+    const char* raw = gzerror(file_, &code);
     if (code == Z_OK) return;
+    // zlib prefixes its message with the path, which this message already names.
+    std::string_view msg(raw);
+    if (msg.starts_with(path_ + ": ")) msg.remove_prefix(path_.size() + 2);
     if (code == Z_BUF_ERROR)
       throw error(concat(reader_, ": '", path_, "' is a truncated gzip stream (", msg, ")"));
     if (code == Z_ERRNO)
@@ -121,25 +117,5 @@ private:
   std::string path_;
   std::string reader_;
 };
-
-/// Big-endian 32-bit integer at p (IDX stores its dimensions this way).
-[[nodiscard]] inline std::uint32_t load_be32(const unsigned char* p) {
-  return (std::uint32_t{p[0]} << 24) | (std::uint32_t{p[1]} << 16) | (std::uint32_t{p[2]} << 8) |
-         std::uint32_t{p[3]};
-}
-
-/// a * b, or an error naming `what` when the product does not fit in size_t.
-[[nodiscard]] inline std::size_t checked_mul(std::size_t a, std::size_t b, std::string_view what) {
-  require(b == 0 || a <= SIZE_MAX / b, what, ": size ", a, " x ", b, " overflows");
-  return a * b;
-}
-
-/// The lookup table u8 -> x / 127.5 - 1, mapping [0, 255] onto [-1, 1] exactly at both ends.
-template <class T>
-[[nodiscard]] std::array<T, 256> unit_range_table() {
-  std::array<T, 256> t{};
-  for (int v = 0; v < 256; ++v) t[static_cast<std::size_t>(v)] = static_cast<T>(v / 127.5 - 1.0);
-  return t;
-}
 
 }  // namespace softdiff::data::detail
