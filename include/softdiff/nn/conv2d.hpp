@@ -1,0 +1,366 @@
+#pragma once
+// 2-D convolution with bias, PyTorch semantics (cross-correlation, zero padding p, stride s):
+//   y[n,o,i,j] = bias[o] + sum_{c,u,v} W[o,c,u,v] x[n,c, i*s - p + u, j*s - p + v]
+// Per sample this is one GEMM over the im2col matrix (conv_lowering.hpp):
+//   y_n [b, L] = W [b, a*k*k] cols [a*k*k, L] + bias,   L = H'*W'
+// Backward (the gradient rule, once), g = dy_n [b, L]:
+//   dbias += sum_L g,   dW += g cols^T,   dx_n = col2im(W^T g).
+// Two algorithms compute these (conv_algorithm):
+//  - tiled (float with AVX2/AVX-512 by default): the register-tiled GEMM of conv_kernels.hpp.
+//    Stride 1 never builds cols: B's rows are shifted views of the zero-padded image, the
+//    output is computed on the padded-width grid and cropped; dW^T = cols g^T reads the same
+//    shifted rows against g^T; dx is itself a stride-1 convolution,
+//      dx_n = conv(g, W~, padding k-1-p),  W~[c,o,u,v] = W[o,c,k-1-u,k-1-v],
+//    computed like the forward. Stride 2 builds cols (im2col) and uses col2im for dx.
+//  - im2col_blas (double and other ISAs by default): im2col and backend::cpu::gemm.
+// Samples are spread over OpenMP threads, each with its own workspace and dW partial sum;
+// a batch smaller than the thread count spreads each GEMM instead.
+#include <algorithm>
+#include <cstddef>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "softdiff/backend/cpu.hpp"
+#include "softdiff/nn/conv_kernels.hpp"
+#include "softdiff/nn/conv_lowering.hpp"
+#include "softdiff/nn/layer_support.hpp"
+#include "softdiff/nn/parameter_store.hpp"
+
+namespace softdiff::nn {
+
+enum class conv_algorithm {
+  automatic,    // tiled where the scalar type runs on SIMD registers, else im2col_blas
+  tiled,        // conv_kernels.hpp (any scalar type; scalar code without SIMD)
+  im2col_blas,  // im2col + BLAS GEMM
+};
+
+template <class T = float>
+struct conv2d {
+  using scalar_type = T;
+  static constexpr std::size_t same_padding = static_cast<std::size_t>(-1);
+
+  std::size_t in_channels = 0, out_channels = 0, kernel = 1, stride = 1, padding = 0;
+  conv_algorithm algorithm = conv_algorithm::automatic;
+  std::span<T> weight, bias;    // [out, in, k, k], [out]: views into the network's parameters
+  std::span<T> dweight, dbias;  // the matching views into its gradients (backward adds into them)
+  parameter_slot weight_slot, bias_slot;
+  batch<T> y;   // [N, out, H', W'], output of the last forward
+  batch<T> dx;  // [N, in, H, W], input gradient of the last backward
+
+  conv2d() = default;
+  /// padding = same_padding means kernel / 2 (PyTorch's padding=1 for a 3x3 kernel).
+  conv2d(std::size_t in, std::size_t out, std::size_t kernel_size, std::size_t stride_ = 1,
+         std::size_t padding_ = same_padding)
+      : in_channels(in), out_channels(out), kernel(kernel_size), stride(stride_),
+        padding(padding_ == same_padding ? kernel_size / 2 : padding_) {
+    detail::require(in > 0 && out > 0 && kernel > 0 && stride > 0, "conv2d: channels (", in, ", ", out,
+                    "), kernel ", kernel, " and stride ", stride, " must be positive");
+  }
+
+  /// Registers `prefix.weight` [out, in, k, k] and `prefix.bias` [out].
+  void declare(parameter_store<T>& store, std::string_view prefix) {
+    weight_slot = store.add(std::string(prefix) + ".weight", {out_channels, in_channels, kernel, kernel});
+    bias_slot = store.add(std::string(prefix) + ".bias", {out_channels});
+  }
+  void bind(parameter_store<T>& store) {
+    weight = store.values(weight_slot), dweight = store.grads(weight_slot);
+    bias = store.values(bias_slot), dbias = store.grads(bias_slot);
+  }
+  /// PyTorch's default initialisation (U(+-1/sqrt(in*k*k)) for weight and bias).
+  void init(const noise_source& noise) {
+    const std::size_t fan_in = in_channels * kernel * kernel;
+    detail::fill_uniform_fan_in(weight, fan_in, noise, weight_slot.offset);
+    detail::fill_uniform_fan_in(bias, fan_in, noise, bias_slot.offset);
+  }
+
+  [[nodiscard]] shape4 output_shape(const shape4& in) const {
+    detail::require(in[1] == in_channels, "conv2d: input ", to_string(in), " has ", in[1], " channels, expected ",
+                    in_channels);
+    detail::require(in[2] + 2 * padding >= kernel && in[3] + 2 * padding >= kernel, "conv2d: input ",
+                    to_string(in), " is smaller than the kernel ", kernel, " with padding ", padding);
+    return {in[0], out_channels, (in[2] + 2 * padding - kernel) / stride + 1,
+            (in[3] + 2 * padding - kernel) / stride + 1};
+  }
+
+  /// The algorithm `automatic` resolves to for this scalar type.
+  [[nodiscard]] conv_algorithm resolved_algorithm() const {
+    if (algorithm != conv_algorithm::automatic) return algorithm;
+    return detail::simd_kernel<T> ? conv_algorithm::tiled : conv_algorithm::im2col_blas;
+  }
+
+  const batch<T>& forward(const batch<T>& x) {
+    check_bound();
+    ensure_shape(y, output_shape(shape_of(x)));
+    x_ = &x;
+    const detail::conv_geometry g = geometry(shape_of(x));
+    if (resolved_algorithm() == conv_algorithm::tiled)
+      forward_tiled(x, g);
+    else
+      forward_blas(x, g);
+    return y;
+  }
+
+  /// Adds dL/dW and dL/dbias into dweight, dbias; returns dL/dx unless need_dx is false
+  /// (then dx is left untouched, e.g. for the network's first layer).
+  const batch<T>& backward(const batch<T>& dy, bool need_dx = true) {
+    check_bound();
+    detail::require(x_ != nullptr, "conv2d::backward: called before forward");
+    detail::require(shape_of(dy) == shape_of(y), "conv2d::backward: dy ", to_string(shape_of(dy)),
+                    " does not match the forward output ", to_string(shape_of(y)));
+    if (need_dx) ensure_shape(dx, shape_of(*x_));
+    const detail::conv_geometry g = geometry(shape_of(*x_));
+    if (resolved_algorithm() == conv_algorithm::tiled)
+      backward_tiled(*x_, dy, g, need_dx);
+    else
+      backward_blas(*x_, dy, g, need_dx);
+    return dx;
+  }
+
+private:
+  struct plan {
+    int threads;       // workspace slots
+    bool over_batch;   // samples over threads
+    bool within_gemm;  // each GEMM over threads (batches smaller than the thread count)
+  };
+  /// `macs`: multiply-adds of the pass; small passes stay on one thread.
+  [[nodiscard]] static plan make_plan(std::size_t N, std::size_t macs) {
+    const int threads = macs > 4 * detail::parallel_threshold ? detail::layer_threads() : 1;
+    const bool over_batch = threads > 1 && N >= static_cast<std::size_t>(threads);
+    return {over_batch ? threads : 1, over_batch, !over_batch && threads > 1};
+  }
+  [[nodiscard]] detail::conv_geometry geometry(const shape4& in) const {
+    const shape4 out = output_shape(in);
+    return {in_channels, out_channels, kernel, stride, padding, in[2], in[3], out[2], out[3]};
+  }
+  /// Workspace of `per_thread` scalars for each of `threads` slots; slot t starts at the result + t * per_thread.
+  T* workspace(const plan& p, std::size_t per_thread) {
+    return detail::reserve(work_, static_cast<std::size_t>(p.threads) * per_thread);
+  }
+
+  // ---- tiled ------------------------------------------------------------------------------
+
+  void forward_tiled(const batch<T>& x, const detail::conv_geometry& g) {
+    const std::size_t N = x.shape()[0], A = in_channels, B = out_channels, K = g.rows(), L = g.cols();
+    const std::size_t k = kernel, HW = g.h * g.w, Hp = g.h + 2 * padding, Wp = g.w + 2 * padding;
+    const bool shifted = stride == 1, in_place = shifted && k == 1 && padding == 0, out_direct = k == 1;
+    const std::size_t grid = shifted ? g.oh * Wp : L;  // GEMM columns
+    const std::size_t n_pad = shifted && !in_place ? A * Hp * Wp + k : 0;
+    const std::size_t n_grid = shifted && !out_direct ? B * grid : 0, n_cols = shifted ? 0 : K * L;
+    const plan p = make_plan(N, N * B * L * K);
+    const std::size_t per = n_pad + n_grid + n_cols;
+    T* ws = workspace(p, per);
+    detail::strided_offsets(B, K, off_a_);
+    if (shifted)
+      detail::shifted_offsets(A, k, Hp, Wp, off_b_);
+    else
+      detail::strided_offsets(K, L, off_b_);
+    const T *xp = x.data(), *wp = weight.data(), *bp = bias.data();
+    T* yp = y.data();
+    const auto count = static_cast<std::ptrdiff_t>(N);
+#pragma omp parallel for schedule(static) num_threads(p.threads) if (p.over_batch)
+    for (std::ptrdiff_t n = 0; n < count; ++n) {
+      T* w0 = ws + static_cast<std::size_t>(omp_get_thread_num()) * per;
+      T *pad = w0, *gbuf = w0 + n_pad, *cols = gbuf + n_grid;
+      const T* xn = xp + static_cast<std::size_t>(n) * A * HW;
+      T* yn = yp + static_cast<std::size_t>(n) * B * L;
+      const T* src = xn;
+      if (shifted && !in_place) {
+        detail::pad_image(xn, A, g.h, g.w, padding, pad);
+        std::fill(pad + A * Hp * Wp, pad + n_pad, T(0));  // read slack of the last shifted rows
+        src = pad;
+      } else if (!shifted) {
+        detail::im2col(xn, cols, g);
+        src = cols;
+      }
+      T* out = (shifted && !out_direct) ? gbuf : yn;
+      detail::tiled_gemm<T>(false, B, grid, K, wp, off_a_.data(), src, off_b_.data(), out, grid, bp, p.within_gemm);
+      if (out != yn) detail::crop_columns(gbuf, B, g.oh, Wp, g.ow, yn);
+    }
+  }
+
+  void backward_tiled(const batch<T>& x, const batch<T>& dy, const detail::conv_geometry& g, bool need_dx) {
+    const std::size_t N = x.shape()[0], A = in_channels, B = out_channels, K = g.rows(), L = g.cols();
+    const std::size_t k = kernel, HW = g.h * g.w, Hp = g.h + 2 * padding, Wp = g.w + 2 * padding;
+    const bool shifted = stride == 1, in_place = shifted && k == 1 && padding == 0;
+    // dx as a convolution of dy needs stride 1 and p <= k-1; its padding, padded size and grid
+    const bool dx_conv = need_dx && shifted && padding <= k - 1;
+    const std::size_t q = dx_conv ? k - 1 - padding : 0, Hq = g.oh + 2 * q, Wq = g.ow + 2 * q;
+    const bool dx_in_place = dx_conv && k == 1 && q == 0, dx_direct = k == 1;
+    const std::size_t rows_g = shifted ? g.oh * Wp : L;  // depth of the dW GEMM (grid rows of g^T)
+    const std::size_t n_pad = std::max(shifted && !in_place ? A * Hp * Wp + k : 0,
+                                       dx_conv && !dx_in_place ? B * Hq * Wq + k : 0);
+    const std::size_t n_grid = dx_conv && !dx_direct ? A * g.h * Wq : 0;
+    const std::size_t n_cols = shifted ? 0 : K * L, n_dcols = need_dx && !dx_conv ? K * L : 0;
+    const std::size_t n_gT = rows_g * B, n_acc = K * B + B;
+    const plan p = make_plan(N, N * B * L * K);
+    const std::size_t per = n_pad + n_grid + n_cols + n_dcols + n_gT + n_acc;
+    T* ws = workspace(p, per);
+    for (int t = 0; t < p.threads; ++t) std::fill_n(ws + t * per + per - n_acc, n_acc, T(0));
+    // dW^T [K, B] += cols [K, rows_g] g^T [rows_g, B]
+    if (shifted)
+      detail::shifted_offsets(A, k, Hp, Wp, off_a_);
+    else
+      detail::strided_offsets(K, L, off_a_);
+    detail::strided_offsets(rows_g, B, off_b_);
+    if (dx_conv) {  // dx [A, H*Wq] = W~ [A, B*k*k] shifted(pad_q(g)) [B*k*k, H*Wq]
+      pack_flipped_weight();
+      detail::strided_offsets(A, B * k * k, off_c_);
+      detail::shifted_offsets(B, k, Hq, Wq, off_d_);
+    } else if (need_dx) {  // dcols [K, L] = W^T [K, B] g [B, L]
+      detail::transpose(weight.data(), B, K, detail::reserve(wflip_, K * B));
+      detail::strided_offsets(K, B, off_c_);
+      detail::strided_offsets(B, L, off_d_);
+    }
+    const T *xp = x.data(), *gp = dy.data(), *wf = wflip_.data();
+    T* dxp = need_dx ? dx.data() : nullptr;
+    const auto count = static_cast<std::ptrdiff_t>(N);
+#pragma omp parallel for schedule(static) num_threads(p.threads) if (p.over_batch)
+    for (std::ptrdiff_t n = 0; n < count; ++n) {
+      T* w0 = ws + static_cast<std::size_t>(omp_get_thread_num()) * per;
+      T *pad = w0, *gbuf = pad + n_pad, *cols = gbuf + n_grid, *dcols = cols + n_cols, *gT = dcols + n_dcols;
+      T *dwT = gT + n_gT, *db = dwT + K * B;
+      const T* xn = xp + static_cast<std::size_t>(n) * A * HW;
+      const T* gn = gp + static_cast<std::size_t>(n) * B * L;
+      for (std::size_t o = 0; o < B; ++o) {
+        const T* r = gn + o * L;
+        T s = 0;
+#pragma omp simd reduction(+ : s)
+        for (std::size_t l = 0; l < L; ++l) s += r[l];
+        db[o] += s;
+      }
+      detail::transpose_to_grid(gn, B, g.oh, g.ow, shifted ? Wp : g.ow, gT);
+      const T* src = xn;
+      if (shifted && !in_place) {
+        detail::pad_image(xn, A, g.h, g.w, padding, pad);
+        std::fill(pad + A * Hp * Wp, pad + A * Hp * Wp + k, T(0));
+        src = pad;
+      } else if (!shifted) {
+        detail::im2col(xn, cols, g);
+        src = cols;
+      }
+      detail::tiled_gemm<T>(true, K, B, rows_g, src, off_a_.data(), gT, off_b_.data(), dwT, B, nullptr,
+                            p.within_gemm);
+      if (!need_dx) continue;
+      T* dxn = dxp + static_cast<std::size_t>(n) * A * HW;
+      if (dx_conv) {
+        const T* gsrc = gn;
+        if (!dx_in_place) {
+          detail::pad_image(gn, B, g.oh, g.ow, q, pad);
+          std::fill(pad + B * Hq * Wq, pad + B * Hq * Wq + k, T(0));
+          gsrc = pad;
+        }
+        T* out = dx_direct ? dxn : gbuf;
+        detail::tiled_gemm<T>(false, A, g.h * Wq, B * k * k, wf, off_c_.data(), gsrc, off_d_.data(), out, g.h * Wq,
+                              nullptr, p.within_gemm);
+        if (out != dxn) detail::crop_columns(gbuf, A, g.h, Wq, g.w, dxn);
+      } else {
+        detail::tiled_gemm<T>(false, K, L, B, wf, off_c_.data(), gn, off_d_.data(), dcols, L, nullptr,
+                              p.within_gemm);
+        detail::col2im(dcols, dxn, g);
+      }
+    }
+    T *gw = dweight.data(), *gb = dbias.data();
+    for (int t = 0; t < p.threads; ++t) {
+      const T* dwT = ws + static_cast<std::size_t>(t) * per + per - n_acc;
+      for (std::size_t r = 0; r < K; ++r)
+        for (std::size_t o = 0; o < B; ++o) gw[o * K + r] += dwT[r * B + o];
+      for (std::size_t o = 0; o < B; ++o) gb[o] += dwT[K * B + o];
+    }
+  }
+
+  /// W~[c, (o*k + u)*k + v] = W[o, c, k-1-u, k-1-v]: the kernel of dx = conv(dy, W~).
+  void pack_flipped_weight() {
+    const std::size_t A = in_channels, B = out_channels, k = kernel;
+    T* wf = detail::reserve(wflip_, A * B * k * k);
+    const T* w = weight.data();
+    for (std::size_t o = 0; o < B; ++o)
+      for (std::size_t c = 0; c < A; ++c)
+        for (std::size_t u = 0; u < k; ++u)
+          for (std::size_t v = 0; v < k; ++v)
+            wf[c * B * k * k + (o * k + u) * k + v] = w[((o * A + c) * k + (k - 1 - u)) * k + (k - 1 - v)];
+  }
+
+  // ---- im2col + BLAS ----------------------------------------------------------------------
+
+  void forward_blas(const batch<T>& x, const detail::conv_geometry& g) {
+    const std::size_t N = x.shape()[0], K = g.rows(), L = g.cols(), B = out_channels, HW = g.h * g.w;
+    const bool direct = kernel == 1 && stride == 1 && padding == 0;
+    const plan p = make_plan(N, N * B * L * K);
+    const std::size_t per = direct ? 0 : K * L;
+    T* ws = workspace(p, per);
+    const T *xp = x.data(), *wp = weight.data(), *bp = bias.data();
+    T* yp = y.data();
+    const auto count = static_cast<std::ptrdiff_t>(N);
+#pragma omp parallel for schedule(static) num_threads(p.threads) if (p.over_batch)
+    for (std::ptrdiff_t n = 0; n < count; ++n) {
+      const T* xn = xp + static_cast<std::size_t>(n) * in_channels * HW;
+      T* yn = yp + static_cast<std::size_t>(n) * B * L;
+      const T* cols = xn;
+      if (!direct) {
+        T* c = ws + static_cast<std::size_t>(omp_get_thread_num()) * per;
+        detail::im2col(xn, c, g);
+        cols = c;
+      }
+      for (std::size_t o = 0; o < B; ++o) std::fill(yn + o * L, yn + (o + 1) * L, bp[o]);
+      backend::cpu::gemm<T>(false, false, int(B), int(L), int(K), T(1), wp, int(K), cols, int(L), T(1), yn, int(L));
+    }
+  }
+
+  void backward_blas(const batch<T>& x, const batch<T>& dy, const detail::conv_geometry& g, bool need_dx) {
+    const std::size_t N = x.shape()[0], K = g.rows(), L = g.cols(), B = out_channels, HW = g.h * g.w;
+    const bool direct = kernel == 1 && stride == 1 && padding == 0;
+    const plan p = make_plan(N, N * B * L * K);
+    const std::size_t per = K * L + B * K + B;  // cols, then dcols | dW partial | dbias partial
+    T* ws = workspace(p, per);
+    for (int t = 0; t < p.threads; ++t) std::fill_n(ws + t * per + K * L, B * K + B, T(0));
+    const T *xp = x.data(), *wp = weight.data(), *gp = dy.data();
+    T* dxp = need_dx ? dx.data() : nullptr;
+    const auto count = static_cast<std::ptrdiff_t>(N);
+#pragma omp parallel for schedule(static) num_threads(p.threads) if (p.over_batch)
+    for (std::ptrdiff_t n = 0; n < count; ++n) {
+      T* work = ws + static_cast<std::size_t>(omp_get_thread_num()) * per;
+      T *dw = work + K * L, *db = dw + B * K;
+      const T* xn = xp + static_cast<std::size_t>(n) * in_channels * HW;
+      const T* gn = gp + static_cast<std::size_t>(n) * B * L;
+      const T* cols = xn;
+      if (!direct) {
+        detail::im2col(xn, work, g);
+        cols = work;
+      }
+      backend::cpu::gemm<T>(false, true, int(B), int(K), int(L), T(1), gn, int(L), cols, int(L), T(1), dw, int(K));
+      for (std::size_t o = 0; o < B; ++o)
+        for (std::size_t l = 0; l < L; ++l) db[o] += gn[o * L + l];
+      if (!need_dx) continue;
+      T* dxn = dxp + static_cast<std::size_t>(n) * in_channels * HW;
+      if (direct) {
+        backend::cpu::gemm<T>(true, false, int(K), int(L), int(B), T(1), wp, int(K), gn, int(L), T(0), dxn, int(L));
+      } else {
+        backend::cpu::gemm<T>(true, false, int(K), int(L), int(B), T(1), wp, int(K), gn, int(L), T(0), work, int(L));
+        detail::col2im(work, dxn, g);
+      }
+    }
+    T *gw = dweight.data(), *gb = dbias.data();
+    for (int t = 0; t < p.threads; ++t) {
+      const T* part = ws + static_cast<std::size_t>(t) * per + K * L;
+      for (std::size_t i = 0; i < B * K; ++i) gw[i] += part[i];
+      for (std::size_t o = 0; o < B; ++o) gb[o] += part[B * K + o];
+    }
+  }
+
+  void check_bound() const {
+    detail::require(weight.size() == out_channels * in_channels * kernel * kernel && bias.size() == out_channels &&
+                        dweight.size() == weight.size() && dbias.size() == bias.size(),
+                    "conv2d: parameters not bound (call declare, parameter_store::allocate, bind)");
+  }
+
+  const batch<T>* x_ = nullptr;
+  std::vector<T> work_, wflip_;
+  std::vector<std::ptrdiff_t> off_a_, off_b_, off_c_, off_d_;
+};
+
+static_assert(Layer<conv2d<float>>);
+static_assert(Layer<conv2d<double>>);
+
+}  // namespace softdiff::nn

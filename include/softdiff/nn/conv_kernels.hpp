@@ -1,0 +1,183 @@
+#pragma once
+// The GEMM that convolutions run on (conv2d.hpp):
+//   C [M, N] (+)= A [M, K] B [K, N]  (+ bias[i] on row i),
+// where row i of A starts at A + aoff[i] and row k of B at B + boff[k] (columns are
+// contiguous in both), so im2col matrices, shifted views of a padded image (conv_lowering.hpp)
+// and plain matrices are all read in place, with no packing.
+//
+// Register tiling: a tile of MR rows x NR columns of C stays in registers while k runs over
+// the whole depth; each step loads NR / width vectors of B's row k and broadcasts one
+// scalar of each of the MR rows of A. NR-column strips are the outer loop and MR-row
+// tiles the inner one, so a strip (K rows of NR values) is reused from L1 by every row
+// tile. At the right edge B is read with masked loads (nothing past column N is touched)
+// and C is written with masked stores.
+// Vector width and tile: AVX-512 16 floats, 8 x 32; AVX2 + FMA 8 floats, 6 x 16; any other
+// scalar type or ISA the same code on scalars (4 x 4), which is what double (gradient
+// checks) runs.
+//
+// Why not BLAS: this kernel reads the conv operands without im2col copies, and Debian's
+// OpenBLAS 0.3.21 runs its AVX2 (Haswell) kernels on AVX-512 AMD CPUs; bench_layers.cpp
+// compares both conv2d algorithms.
+#include <algorithm>
+#include <cstddef>
+#include <type_traits>
+
+#if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
+#include <immintrin.h>
+#define SOFTDIFF_NN_SIMD_KERNEL 1
+#endif
+
+#include "softdiff/error.hpp"
+
+namespace softdiff::nn::detail {
+
+// softdiff::nn::detail would hide softdiff::detail for `detail::require` written inside softdiff::nn.
+using ::softdiff::detail::concat;
+using ::softdiff::detail::require;
+
+/// Scalar "vectors" of width 1: the portable kernel (double, or float without AVX2).
+template <class T>
+struct scalar_lanes {
+  using reg = T;
+  static constexpr std::size_t width = 1, mr = 4, nv = 4;
+  static reg zero() { return T(0); }
+  static reg set1(T x) { return x; }
+  static reg load(const T* p) { return *p; }
+  static reg load(const T* p, std::size_t n) { return n ? *p : T(0); }
+  static void store(T* p, reg v) { *p = v; }
+  static void store(T* p, reg v, std::size_t n) {
+    if (n) *p = v;
+  }
+  static reg fma(reg a, reg b, reg c) { return a * b + c; }
+  static reg add(reg a, reg b) { return a + b; }
+};
+
+#if defined(__AVX512F__)
+struct float_lanes {
+  using reg = __m512;
+  static constexpr std::size_t width = 16, mr = 8, nv = 2;  // 16 accumulators of 32 registers
+  static reg zero() { return _mm512_setzero_ps(); }
+  static reg set1(float x) { return _mm512_set1_ps(x); }
+  static reg load(const float* p) { return _mm512_loadu_ps(p); }
+  static reg load(const float* p, std::size_t n) { return _mm512_maskz_loadu_ps(mask(n), p); }
+  static void store(float* p, reg v) { _mm512_storeu_ps(p, v); }
+  static void store(float* p, reg v, std::size_t n) { _mm512_mask_storeu_ps(p, mask(n), v); }
+  static reg fma(reg a, reg b, reg c) { return _mm512_fmadd_ps(a, b, c); }
+  static reg add(reg a, reg b) { return _mm512_add_ps(a, b); }
+  static __mmask16 mask(std::size_t n) { return static_cast<__mmask16>((1u << n) - 1u); }
+};
+#elif defined(__AVX2__) && defined(__FMA__)
+struct float_lanes {
+  using reg = __m256;
+  static constexpr std::size_t width = 8, mr = 6, nv = 2;  // 12 accumulators of 16 registers
+  static reg zero() { return _mm256_setzero_ps(); }
+  static reg set1(float x) { return _mm256_set1_ps(x); }
+  static reg load(const float* p) { return _mm256_loadu_ps(p); }
+  static reg load(const float* p, std::size_t n) { return _mm256_maskload_ps(p, mask(n)); }
+  static void store(float* p, reg v) { _mm256_storeu_ps(p, v); }
+  static void store(float* p, reg v, std::size_t n) { _mm256_maskstore_ps(p, mask(n), v); }
+  static reg fma(reg a, reg b, reg c) { return _mm256_fmadd_ps(a, b, c); }
+  static reg add(reg a, reg b) { return _mm256_add_ps(a, b); }
+  static __m256i mask(std::size_t n) {
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+  }
+};
+#endif
+
+template <class T>
+struct lanes_for {
+  using type = scalar_lanes<T>;
+};
+#ifdef SOFTDIFF_NN_SIMD_KERNEL
+template <>
+struct lanes_for<float> {
+  using type = float_lanes;
+};
+#endif
+
+/// Whether T runs on SIMD registers here (else on the scalar kernel).
+template <class T>
+inline constexpr bool simd_kernel = !std::is_same_v<typename lanes_for<T>::type, scalar_lanes<T>>;
+
+/// One MR x NR tile: C[i, j] (+)= sum_k a[i][k] B[k, j] (+ bias[i]) for i < rows, j < cols.
+/// a[i] is row i of A (rows >= `rows` repeat a valid row; their results are dropped);
+/// b is column 0 of the strip, its row k at b + boff[k].
+template <class S, bool Accumulate, bool Edge, class T>
+inline void micro_tile(std::size_t kc, const T* const* a, const T* b, const std::ptrdiff_t* boff, T* c,
+                       std::size_t ldc, std::size_t rows, std::size_t cols, const T* bias) {
+  constexpr std::size_t MR = S::mr, NV = S::nv, W = S::width;
+  std::size_t n[NV];  // valid lanes of each vector of the strip
+  for (std::size_t j = 0; j < NV; ++j) n[j] = cols > j * W ? std::min(W, cols - j * W) : 0;
+  typename S::reg acc[MR][NV];
+#pragma GCC unroll 16
+  for (std::size_t i = 0; i < MR; ++i)
+#pragma GCC unroll 4
+    for (std::size_t j = 0; j < NV; ++j) acc[i][j] = (bias && i < rows) ? S::set1(bias[i]) : S::zero();
+  for (std::size_t k = 0; k < kc; ++k) {
+    typename S::reg bv[NV];
+    const T* bk = b + boff[k];
+#pragma GCC unroll 4
+    for (std::size_t j = 0; j < NV; ++j) bv[j] = Edge ? S::load(bk + j * W, n[j]) : S::load(bk + j * W);
+#pragma GCC unroll 16
+    for (std::size_t i = 0; i < MR; ++i) {
+      const typename S::reg ai = S::set1(a[i][k]);
+#pragma GCC unroll 4
+      for (std::size_t j = 0; j < NV; ++j) acc[i][j] = S::fma(ai, bv[j], acc[i][j]);
+    }
+  }
+#pragma GCC unroll 16
+  for (std::size_t i = 0; i < MR; ++i) {
+    if (i >= rows) break;
+    T* ci = c + i * ldc;
+#pragma GCC unroll 4
+    for (std::size_t j = 0; j < NV; ++j) {
+      typename S::reg v = acc[i][j];
+      if constexpr (Edge) {
+        if (n[j] == 0) continue;
+        if constexpr (Accumulate) v = S::add(v, S::load(ci + j * W, n[j]));
+        S::store(ci + j * W, v, n[j]);
+      } else {
+        if constexpr (Accumulate) v = S::add(v, S::load(ci + j * W));
+        S::store(ci + j * W, v);
+      }
+    }
+  }
+}
+
+template <class T, bool Accumulate>
+void tiled_gemm_impl(std::size_t M, std::size_t N, std::size_t K, const T* A, const std::ptrdiff_t* aoff, const T* B,
+                     const std::ptrdiff_t* boff, T* C, std::size_t ldc, const T* bias, bool parallel) {
+  using S = typename lanes_for<T>::type;
+  constexpr std::size_t MR = S::mr, NR = S::nv * S::width;
+  const std::size_t strips = (N + NR - 1) / NR, tiles = (M + MR - 1) / MR;
+  const auto count = static_cast<std::ptrdiff_t>(strips * tiles);
+  // work item w: strip w / tiles, row tile w % tiles (the row tiles of a strip are neighbours)
+#pragma omp parallel for schedule(static) if (parallel && count > 1)
+  for (std::ptrdiff_t w = 0; w < count; ++w) {
+    const std::size_t s = static_cast<std::size_t>(w) / tiles, t = static_cast<std::size_t>(w) % tiles;
+    const std::size_t j0 = s * NR, i0 = t * MR;
+    const std::size_t cols = std::min(NR, N - j0), rows = std::min(MR, M - i0);
+    const T* a[MR];
+    for (std::size_t i = 0; i < MR; ++i) a[i] = A + aoff[i0 + std::min(i, rows - 1)];
+    const T* bi = bias ? bias + i0 : nullptr;
+    if (cols == NR)
+      micro_tile<S, Accumulate, false>(K, a, B + j0, boff, C + i0 * ldc + j0, ldc, rows, cols, bi);
+    else
+      micro_tile<S, Accumulate, true>(K, a, B + j0, boff, C + i0 * ldc + j0, ldc, rows, cols, bi);
+  }
+}
+
+/// C [M, N] = A B (+ bias[i] on row i), or C += A B when `accumulate`; A's row i at A + aoff[i],
+/// B's row k at B + boff[k], C row-major with leading dimension ldc. `parallel` spreads the
+/// tiles over OpenMP threads (call it so outside parallel regions only).
+template <class T>
+void tiled_gemm(bool accumulate, std::size_t M, std::size_t N, std::size_t K, const T* A, const std::ptrdiff_t* aoff,
+                const T* B, const std::ptrdiff_t* boff, T* C, std::size_t ldc, const T* bias, bool parallel) {
+  if (M == 0 || N == 0) return;
+  if (accumulate)
+    tiled_gemm_impl<T, true>(M, N, K, A, aoff, B, boff, C, ldc, bias, parallel);
+  else
+    tiled_gemm_impl<T, false>(M, N, K, A, aoff, B, boff, C, ldc, bias, parallel);
+}
+
+}  // namespace softdiff::nn::detail

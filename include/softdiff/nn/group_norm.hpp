@@ -1,0 +1,178 @@
+#pragma once
+// GroupNorm(groups, channels, eps) with affine weight gamma and bias beta, PyTorch semantics:
+// for sample n and group g (channels g*C/G .. (g+1)*C/G - 1, all H*W positions, M elements),
+//   mu = mean(x),  var = mean((x - mu)^2)  (biased),  rstd = 1 / sqrt(var + eps)
+//   xhat = (x - mu) rstd,  y[c] = gamma[c] xhat + beta[c]
+// Backward (the gradient rule, once), sums over the group's M elements:
+//   dbeta[c] += sum_{n,hw} dy,   dgamma[c] += sum_{n,hw} dy xhat
+//   dx = rstd (gamma[c] dy - A / M - xhat B / M),  A = sum gamma dy,  B = sum gamma dy xhat
+// Statistics accumulate in double, also for float data. (n, g) pairs run in parallel; the
+// per-(n, c) sums for dgamma and dbeta are reduced over n afterwards.
+#include <cmath>
+#include <cstddef>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "softdiff/nn/layer_support.hpp"
+#include "softdiff/nn/parameter_store.hpp"
+
+namespace softdiff::nn {
+
+template <class T = float>
+struct group_norm {
+  using scalar_type = T;
+
+  std::size_t groups = 1, channels = 0;
+  double eps = 1e-5;
+  std::span<T> weight, bias;    // gamma, beta [channels]
+  std::span<T> dweight, dbias;  // their gradients (backward adds)
+  parameter_slot weight_slot, bias_slot;
+  batch<T> y;   // output of the last forward
+  batch<T> dx;  // input gradient of the last backward
+
+  group_norm() = default;
+  group_norm(std::size_t groups_, std::size_t channels_, double eps_ = 1e-5)
+      : groups(groups_), channels(channels_), eps(eps_) {
+    detail::require(groups > 0 && channels > 0 && channels % groups == 0, "group_norm: ", channels,
+                    " channels cannot be split into ", groups, " groups");
+    detail::require(eps > 0 && std::isfinite(eps), "group_norm: eps must be positive, got ", eps);
+  }
+
+  /// Registers `prefix.weight` [channels] and `prefix.bias` [channels].
+  void declare(parameter_store<T>& store, std::string_view prefix) {
+    weight_slot = store.add(std::string(prefix) + ".weight", {channels});
+    bias_slot = store.add(std::string(prefix) + ".bias", {channels});
+  }
+  void bind(parameter_store<T>& store) {
+    weight = store.values(weight_slot), dweight = store.grads(weight_slot);
+    bias = store.values(bias_slot), dbias = store.grads(bias_slot);
+  }
+  /// PyTorch's initialisation: gamma = 1, beta = 0 (deterministic; the noise is not used).
+  void init(const noise_source& = {}) {
+    std::fill(weight.begin(), weight.end(), T(1));
+    std::fill(bias.begin(), bias.end(), T(0));
+  }
+
+  const batch<T>& forward(const batch<T>& x) {
+    check_bound();
+    const shape4 s = shape_of(x);
+    detail::require(s[1] == channels, "group_norm: input ", to_string(s), " has ", s[1], " channels, expected ",
+                    channels);
+    ensure_shape(y, s);
+    x_ = &x;
+    const std::size_t N = s[0], G = groups, cpg = channels / groups, HW = s[2] * s[3], M = cpg * HW;
+    double* mean = detail::reserve(mean_, N * G);
+    double* rstd = detail::reserve(rstd_, N * G);
+    const T *xp = x.data(), *gamma = weight.data(), *beta = bias.data();
+    T* yp = y.data();
+    const auto count = static_cast<std::ptrdiff_t>(N * G);
+#pragma omp parallel for schedule(static) num_threads(detail::layer_threads()) if (count > 1 && x.size() > detail::parallel_threshold)
+    for (std::ptrdiff_t ng = 0; ng < count; ++ng) {
+      const std::size_t n = static_cast<std::size_t>(ng) / G, g = static_cast<std::size_t>(ng) % G;
+      const std::size_t base = (n * channels + g * cpg) * HW;
+      const T* xg = xp + base;
+      double s1 = 0;
+#pragma omp simd reduction(+ : s1)
+      for (std::size_t i = 0; i < M; ++i) s1 += static_cast<double>(xg[i]);
+      const double mu = s1 / static_cast<double>(M);
+      double s2 = 0;
+#pragma omp simd reduction(+ : s2)
+      for (std::size_t i = 0; i < M; ++i) {
+        const double d = static_cast<double>(xg[i]) - mu;
+        s2 += d * d;
+      }
+      const double r = 1.0 / std::sqrt(s2 / static_cast<double>(M) + eps);
+      mean[ng] = mu, rstd[ng] = r;
+      for (std::size_t c = 0; c < cpg; ++c) {
+        const std::size_t ch = g * cpg + c;
+        const T scale = static_cast<T>(r * static_cast<double>(gamma[ch]));
+        const T shift = static_cast<T>(static_cast<double>(beta[ch]) - mu * r * static_cast<double>(gamma[ch]));
+        const T* xc = xg + c * HW;
+        T* yc = yp + base + c * HW;
+#pragma omp simd
+        for (std::size_t i = 0; i < HW; ++i) yc[i] = xc[i] * scale + shift;
+      }
+    }
+    return y;
+  }
+
+  /// Adds into dweight, dbias; returns dL/dx unless need_dx is false.
+  const batch<T>& backward(const batch<T>& dy, bool need_dx = true) {
+    check_bound();
+    detail::require(x_ != nullptr, "group_norm::backward: called before forward");
+    detail::require(shape_of(dy) == shape_of(y), "group_norm::backward: dy ", to_string(shape_of(dy)),
+                    " does not match the forward output ", to_string(shape_of(y)));
+    const batch<T>& x = *x_;
+    const shape4 s = shape_of(x);
+    if (need_dx) ensure_shape(dx, s);
+    const std::size_t N = s[0], G = groups, cpg = channels / groups, HW = s[2] * s[3], M = cpg * HW;
+    double* sums = detail::reserve(sums_, 2 * N * channels);  // per (n, c): sum dy, sum dy xhat
+    const T *xp = x.data(), *gp = dy.data(), *gamma = weight.data();
+    const double *mean = mean_.data(), *rstd = rstd_.data();
+    T* dxp = need_dx ? dx.data() : nullptr;
+    const auto count = static_cast<std::ptrdiff_t>(N * G);
+#pragma omp parallel for schedule(static) num_threads(detail::layer_threads()) if (count > 1 && x.size() > detail::parallel_threshold)
+    for (std::ptrdiff_t ng = 0; ng < count; ++ng) {
+      const std::size_t n = static_cast<std::size_t>(ng) / G, g = static_cast<std::size_t>(ng) % G;
+      const std::size_t base = (n * channels + g * cpg) * HW;
+      const double mu = mean[ng], r = rstd[ng];
+      double A = 0, B = 0;
+      for (std::size_t c = 0; c < cpg; ++c) {
+        const T* xc = xp + base + c * HW;
+        const T* gc = gp + base + c * HW;
+        double sdy = 0, sdyx = 0;
+#pragma omp simd reduction(+ : sdy, sdyx)
+        for (std::size_t i = 0; i < HW; ++i) {
+          sdy += static_cast<double>(gc[i]);
+          sdyx += static_cast<double>(gc[i]) * (static_cast<double>(xc[i]) - mu);
+        }
+        const std::size_t ch = g * cpg + c;
+        sums[2 * (n * channels + ch)] = sdy;
+        sums[2 * (n * channels + ch) + 1] = sdyx * r;
+        A += static_cast<double>(gamma[ch]) * sdy;
+        B += static_cast<double>(gamma[ch]) * sdyx * r;
+      }
+      if (!dxp) continue;
+      // dx = k1[c] dy + k2 x + k3 with k1 = rstd gamma, k2 = -rstd^2 B / M, k3 = rstd (mu rstd B - A) / M
+      const double inv_m = 1.0 / static_cast<double>(M);
+      const T k2 = static_cast<T>(-r * r * B * inv_m);
+      const T k3 = static_cast<T>(r * (mu * r * B - A) * inv_m);
+      for (std::size_t c = 0; c < cpg; ++c) {
+        const T k1 = static_cast<T>(r * static_cast<double>(gamma[g * cpg + c]));
+        const T* xc = xp + base + c * HW;
+        const T* gc = gp + base + c * HW;
+        T* dc = dxp + base + c * HW;
+#pragma omp simd
+        for (std::size_t i = 0; i < HW; ++i) dc[i] = k1 * gc[i] + k2 * xc[i] + k3;
+      }
+    }
+    for (std::size_t c = 0; c < channels; ++c) {
+      double sb = 0, sg = 0;
+      for (std::size_t n = 0; n < N; ++n) sb += sums[2 * (n * channels + c)], sg += sums[2 * (n * channels + c) + 1];
+      dbias[c] += static_cast<T>(sb);
+      dweight[c] += static_cast<T>(sg);
+    }
+    return dx;
+  }
+
+  /// Per-(n, group) mean and 1/sqrt(var + eps) of the last forward, [N * groups].
+  [[nodiscard]] std::span<const double> saved_mean() const { return {mean_.data(), y.shape()[0] * groups}; }
+  [[nodiscard]] std::span<const double> saved_rstd() const { return {rstd_.data(), y.shape()[0] * groups}; }
+
+private:
+  void check_bound() const {
+    detail::require(weight.size() == channels && bias.size() == channels && dweight.size() == channels &&
+                        dbias.size() == channels,
+                    "group_norm: parameters not bound (call declare, parameter_store::allocate, bind)");
+  }
+
+  const batch<T>* x_ = nullptr;
+  std::vector<double> mean_, rstd_, sums_;
+};
+
+static_assert(Layer<group_norm<float>>);
+static_assert(Layer<group_norm<double>>);
+
+}  // namespace softdiff::nn
