@@ -21,15 +21,24 @@
 
 namespace softdiff {
 
+namespace detail {
+/// Stands for "any callable taking an index" in the Backend concept. (A lambda inside a
+/// requires-expression would do, but nvcc 13 then treats the whole requirement as unsatisfied.)
+struct index_function_archetype {
+  void operator()(std::size_t) const {}
+};
+}  // namespace detail
+
 /// Execution-space trait (Kokkos-style), chosen at compile time. backend::cpu is the default;
 /// backend::cuda exists only when SOFTDIFF_ENABLE_CUDA is defined.
 template <class B>
-concept Backend = requires(std::size_t n, float* p, const float* cp, std::uint64_t u) {
+concept Backend = requires(std::size_t n, float* p, const float* cp, std::uint64_t u,
+                           detail::index_function_archetype f) {
   { B::name } -> std::convertible_to<const char*>;
   { B::template allocate<float>(n) } -> std::same_as<float*>;
   B::template deallocate<float>(p, n);
   B::template copy<float>(cp, p, n);
-  B::parallel_for(n, [](std::size_t) {});
+  B::parallel_for(n, f);
   B::template gemm<float>(false, false, 1, 1, 1, 1.0f, cp, 1, cp, 1, 0.0f, p, 1);
   B::template fill_normal<float>(u, u, p, n, u);
 };

@@ -1,0 +1,150 @@
+// GPU benchmarks of backend::cuda at the paper's CelebA-64 configuration (128 x 3 x 64 x 64
+// float32, Gaussian blur half size 80, appendix G), timed with CUDA events (manual time):
+//   blur/cuda/std:S               C X = B X B^T (two cuBLAS GEMMs) at blur std S in {0.5, 3, 10, 23}
+//   momentum_update/cuda          the fused eq. 17 update with its Philox noise (one kernel)
+//   momentum_step/cuda/std:S      a whole Momentum Sampler step with phi = 0 (h = x_t copy,
+//                                 C_t x0, C_{t'} x0, fused update), the levels of
+//                                 bench/torch_momentum_step.py
+//   fill_normal/cuda              Philox noise alone
+// Counters: GB/s of the bytes a pass must move (blur: read x, write y; update: read x, y_t,
+// C_{t'} x0, write x; noise: write), and bw_share = GB/s over the device's peak memory bandwidth
+// (2 x memory clock x bus width, from cudaDeviceGetAttribute), also printed in the context.
+// bench/torch_cuda_step.py times the same step in PyTorch on the same GPU; scripts/gpu_check.sh
+// runs both.
+#include <benchmark/benchmark.h>
+
+#include <cmath>
+#include <cstdio>
+#include <string>
+
+#include "softdiff/backend/cuda/ops.cuh"
+
+using namespace softdiff;
+using backend::cuda;
+namespace cuda_ops = backend::cuda_ops;
+
+namespace softdiff_bench {
+/// level(t) = 100 t, sigma(t) = t / 2: the tabulated schedule of bench/bench_sampler.cpp.
+struct bench_schedule {
+  [[nodiscard]] double level(double t) const { return 100.0 * t; }
+  [[nodiscard]] double sigma(double t) const { return 0.5 * t; }
+  [[nodiscard]] std::string name() const { return "bench"; }
+};
+static_assert(Schedule<bench_schedule>);
+}  // namespace softdiff_bench
+
+namespace {
+
+using softdiff_bench::bench_schedule;
+
+constexpr std::size_t kN = 128, kC = 3, kH = 64, kW = 64, kCount = kN * kC * kH * kW;
+const shape4 kShape{kN, kC, kH, kW};
+
+/// Peak DRAM bandwidth in bytes/s: 2 transfers per memory clock over the whole bus.
+double peak_bandwidth() {
+  int device = 0, clock_khz = 0, bus_bits = 0;
+  SOFTDIFF_CUDA_CHECK(cudaGetDevice(&device));
+  SOFTDIFF_CUDA_CHECK(cudaDeviceGetAttribute(&clock_khz, cudaDevAttrMemoryClockRate, device));
+  SOFTDIFF_CUDA_CHECK(cudaDeviceGetAttribute(&bus_bits, cudaDevAttrGlobalMemoryBusWidth, device));
+  return 2.0 * clock_khz * 1e3 * bus_bits / 8.0;
+}
+
+/// Times `f` (enqueued on the current stream) with CUDA events, one iteration per sample.
+template <class F>
+void run_timed(benchmark::State& state, F&& f, double bytes_per_iteration) {
+  cudaEvent_t start, stop;
+  SOFTDIFF_CUDA_CHECK(cudaEventCreate(&start));
+  SOFTDIFF_CUDA_CHECK(cudaEventCreate(&stop));
+  f();  // warm-up: plans, handles, caches
+  cuda::synchronize();
+  double seconds = 0;
+  for (auto _ : state) {
+    SOFTDIFF_CUDA_CHECK(cudaEventRecord(start, cuda::stream()));
+    f();
+    SOFTDIFF_CUDA_CHECK(cudaEventRecord(stop, cuda::stream()));
+    SOFTDIFF_CUDA_CHECK(cudaEventSynchronize(stop));
+    float ms = 0;
+    SOFTDIFF_CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
+    state.SetIterationTime(ms * 1e-3);
+    seconds += ms * 1e-3;
+  }
+  SOFTDIFF_CUDA_CHECK(cudaEventDestroy(start));
+  SOFTDIFF_CUDA_CHECK(cudaEventDestroy(stop));
+  if (bytes_per_iteration > 0 && seconds > 0) {  // over the event-timed seconds, not Google benchmark's clocks
+    const double rate = bytes_per_iteration * double(state.iterations()) / seconds;
+    state.counters["GB/s"] = rate * 1e-9;
+    state.counters["bw_share"] = rate / peak_bandwidth();
+  }
+}
+
+cuda_ops::device_buffer<float> normal_device_batch(std::uint64_t stream) {
+  cuda_ops::device_buffer<float> d(kCount);
+  cuda::fill_normal<float>(2024, stream, d.data(), kCount);
+  return d;
+}
+
+void blur(benchmark::State& state, double sd) {
+  auto op = cuda_ops::make_device_operator(op::gaussian_blur<float>(80));
+  auto x = normal_device_batch(1);
+  cuda_ops::device_buffer<float> y(kCount);
+  run_timed(state, [&] { op.apply(sd, x.data(), y.data(), kShape); }, 2.0 * kCount * sizeof(float));
+}
+
+// sigma_t = 0.015 -> 0.0145 (the levels of bench/torch_momentum_step.py's std:3)
+void momentum_update(benchmark::State& state) {
+  auto x = normal_device_batch(1), y = normal_device_batch(2), c = normal_device_batch(3);
+  const noise_source noise{7, stream_for(stream_purpose::sampler, 0)};
+  run_timed(
+      state, [&] { cuda_ops::momentum<float>::update(x.data(), y.data(), c.data(), kCount, 0.015, 0.0145, noise); },
+      4.0 * kCount * sizeof(float));
+}
+
+void momentum_step(benchmark::State& state, double t, double t_next) {
+  cuda_ops::device_model<op::gaussian_blur<float>, bench_schedule, cuda_ops::zero_residual> model(
+      op::gaussian_blur<float>(80), {}, {});
+  cuda_ops::momentum<float> sampler;
+  auto x = normal_device_batch(1);
+  const noise_source noise{7, stream_for(stream_purpose::sampler, 0)};
+  // passes at their minimum traffic: h = x copy (2), two blurs (2 each), the update (4)
+  run_timed(state, [&] { sampler.step(model, x.data(), kShape, t, t_next, noise); }, 10.0 * kCount * sizeof(float));
+}
+
+void fill_normal(benchmark::State& state) {
+  cuda_ops::device_buffer<float> x(kCount);
+  run_timed(state, [&] { cuda::fill_normal<float>(1, 2, x.data(), kCount); }, 1.0 * kCount * sizeof(float));
+}
+
+void describe_device() {
+  cudaDeviceProp p{};
+  int device = 0;
+  SOFTDIFF_CUDA_CHECK(cudaGetDevice(&device));
+  SOFTDIFF_CUDA_CHECK(cudaGetDeviceProperties(&p, device));
+  benchmark::AddCustomContext("gpu", p.name);
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.0f", peak_bandwidth() * 1e-9);
+  benchmark::AddCustomContext("gpu_peak_bandwidth_GBps", buf);
+  benchmark::AddCustomContext("batch", "128x3x64x64 float32, blur half size 80");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  describe_device();
+  for (double sd : {0.5, 3.0, 10.0, 23.0}) {
+    char name[64];
+    std::snprintf(name, sizeof name, "blur/cuda/std:%g", sd);
+    benchmark::RegisterBenchmark(name, [sd](benchmark::State& s) { blur(s, sd); })->UseManualTime();
+  }
+  benchmark::RegisterBenchmark("momentum_update/cuda", momentum_update)->UseManualTime();
+  // t -> t' giving blur std 3 -> 2.9 and 10 -> 9.8 (sigma 0.015 -> 0.0145, 0.05 -> 0.049)
+  benchmark::RegisterBenchmark("momentum_step/cuda/std:3", [](benchmark::State& s) { momentum_step(s, 0.03, 0.029); })
+      ->UseManualTime();
+  benchmark::RegisterBenchmark("momentum_step/cuda/std:10", [](benchmark::State& s) { momentum_step(s, 0.1, 0.098); })
+      ->UseManualTime();
+  benchmark::RegisterBenchmark("fill_normal/cuda", fill_normal)->UseManualTime();
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

@@ -1,0 +1,120 @@
+#pragma once
+// Batched 2-D real FFTs through cuFFT: backend::cuda's fft_engine (portable/fft.hpp). Plans are
+// made with cufftPlanMany for (precision, direction, ph, pw, planes) and kept in a small cache
+// per host thread (least recently used destroyed), so steady-state calls make no plan. Like
+// FFTW, the inverse is unnormalised: c2r(r2c(x)) = ph pw x; c2r may overwrite its input.
+#include <cuda_runtime.h>
+#include <cufft.h>
+
+#include <climits>
+#include <cstddef>
+#include <cstdint>
+#include <type_traits>
+#include <vector>
+
+#include "softdiff/backend/cuda/check.cuh"
+#include "softdiff/backend/cuda/stream.cuh"
+#include "softdiff/backend/portable/fft.hpp"
+
+namespace softdiff::backend {
+
+struct cuda;
+
+namespace detail {
+
+class cufft_plan_cache {
+public:
+  static constexpr std::size_t capacity = 16;
+  cufft_plan_cache() = default;
+  cufft_plan_cache(const cufft_plan_cache&) = delete;
+  cufft_plan_cache& operator=(const cufft_plan_cache&) = delete;
+  ~cufft_plan_cache() {
+    for (auto& e : entries_) (void)cufftDestroy(e.plan);
+  }
+
+  /// The plan for `type` on `planes` contiguous ph x pw planes, bound to `stream`.
+  cufftHandle get(cufftType type, int ph, int pw, std::size_t planes, cudaStream_t stream) {
+    softdiff::detail::require(planes <= static_cast<std::size_t>(INT_MAX), "cuda fft: ", planes,
+                              " planes exceed cuFFT's batch limit");
+    const int batch = static_cast<int>(planes);
+    ++clock_;
+    entry* hit = nullptr;
+    for (auto& e : entries_)
+      if (e.type == type && e.ph == ph && e.pw == pw && e.batch == batch) hit = &e;
+    if (!hit) {
+      if (entries_.size() == capacity) {
+        entry* old = &entries_[0];
+        for (auto& e : entries_)
+          if (e.last_use < old->last_use) old = &e;
+        SOFTDIFF_CUDA_CHECK(cudaStreamSynchronize(stream));  // the plan may still be running
+        SOFTDIFF_CUDA_CHECK(cufftDestroy(old->plan));
+        *old = entries_.back();
+        entries_.pop_back();
+      }
+      cufftHandle plan = 0;
+      int dims[2] = {ph, pw};
+      SOFTDIFF_CUDA_CHECK(cufftPlanMany(&plan, 2, dims, nullptr, 1, 0, nullptr, 1, 0, type, batch));
+      entries_.push_back({type, ph, pw, batch, plan, 0});
+      hit = &entries_.back();
+    }
+    hit->last_use = clock_;
+    SOFTDIFF_CUDA_CHECK(cufftSetStream(hit->plan, stream));
+    return hit->plan;
+  }
+
+private:
+  struct entry {
+    cufftType type;
+    int ph, pw, batch;
+    cufftHandle plan;
+    std::uint64_t last_use;
+  };
+  std::vector<entry> entries_;
+  std::uint64_t clock_ = 0;
+};
+
+inline cufft_plan_cache& cufft_plans() {
+  thread_local cufft_plan_cache cache;
+  return cache;
+}
+
+}  // namespace detail
+
+namespace portable {
+
+/// cuFFT on the calling thread's current stream (backend/cuda/stream.cuh).
+template <class T>
+class fft_engine<cuda, T> {
+  static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>, "cuFFT transforms float or double");
+
+public:
+  /// out (planes x ph x (pw/2+1) complex, interleaved) = DFT of each ph x pw plane of in.
+  void r2c(int ph, int pw, std::size_t planes, const T* in, T* out) {
+    if (planes == 0) return;
+    const cudaStream_t s = detail::cuda_thread_stream();
+    // cuFFT's out-of-place real-to-complex transform does not write its input
+    T* src = const_cast<T*>(in);
+    if constexpr (std::is_same_v<T, float>)
+      SOFTDIFF_CUDA_CHECK(cufftExecR2C(detail::cufft_plans().get(CUFFT_R2C, ph, pw, planes, s),
+                                       reinterpret_cast<cufftReal*>(src), reinterpret_cast<cufftComplex*>(out)));
+    else
+      SOFTDIFF_CUDA_CHECK(cufftExecD2Z(detail::cufft_plans().get(CUFFT_D2Z, ph, pw, planes, s),
+                                       reinterpret_cast<cufftDoubleReal*>(src),
+                                       reinterpret_cast<cufftDoubleComplex*>(out)));
+  }
+  /// out (planes x ph x pw) = unnormalised inverse DFT of each half spectrum of in (in is overwritten).
+  void c2r(int ph, int pw, std::size_t planes, T* in, T* out) {
+    if (planes == 0) return;
+    const cudaStream_t s = detail::cuda_thread_stream();
+    if constexpr (std::is_same_v<T, float>)
+      SOFTDIFF_CUDA_CHECK(cufftExecC2R(detail::cufft_plans().get(CUFFT_C2R, ph, pw, planes, s),
+                                       reinterpret_cast<cufftComplex*>(in), reinterpret_cast<cufftReal*>(out)));
+    else
+      SOFTDIFF_CUDA_CHECK(cufftExecZ2D(detail::cufft_plans().get(CUFFT_Z2D, ph, pw, planes, s),
+                                       reinterpret_cast<cufftDoubleComplex*>(in),
+                                       reinterpret_cast<cufftDoubleReal*>(out)));
+  }
+};
+
+}  // namespace portable
+}  // namespace softdiff::backend
