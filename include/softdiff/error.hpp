@@ -29,3 +29,10 @@ void require(bool condition, Parts&&... message) {
 
 }  // namespace detail
 }  // namespace softdiff
+
+/// Like detail::require, but the message parts are evaluated only when the check fails, so a
+/// check on a hot path (shapes in every layer call) costs no string building or allocation.
+#define SOFTDIFF_REQUIRE(condition, ...)                                          \
+  do {                                                                            \
+    if (!(condition)) throw ::softdiff::error(::softdiff::detail::concat(__VA_ARGS__)); \
+  } while (false)

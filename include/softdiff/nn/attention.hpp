@@ -36,14 +36,14 @@ struct attention {
 
   attention() = default;
   explicit attention(std::size_t channels_) : channels(channels_) {
-    detail::require(channels > 0, "attention: channel count must be positive");
+    SOFTDIFF_REQUIRE(channels > 0, "attention: channel count must be positive");
   }
 
   const batch<T>& forward(const batch<T>& q, const batch<T>& k, const batch<T>& v) {
     const shape4 s = shape_of(q);
-    detail::require(s[1] == channels, "attention: q ", to_string(s), " has ", s[1], " channels, expected ",
+    SOFTDIFF_REQUIRE(s[1] == channels, "attention: q ", to_string(s), " has ", s[1], " channels, expected ",
                     channels);
-    detail::require(shape_of(k) == s && shape_of(v) == s, "attention: q ", to_string(s), ", k ",
+    SOFTDIFF_REQUIRE(shape_of(k) == s && shape_of(v) == s, "attention: q ", to_string(s), ", k ",
                     to_string(shape_of(k)), " and v ", to_string(shape_of(v)), " must have one shape");
     ensure_shape(o, s);
     q_ = &q, k_ = &k, v_ = &v;
@@ -80,9 +80,9 @@ struct attention {
   }
 
   attention_grads<T> backward(const batch<T>& dout) {
-    detail::require(q_ != nullptr, "attention::backward: called before forward");
+    SOFTDIFF_REQUIRE(q_ != nullptr, "attention::backward: called before forward");
     const shape4 s = shape_of(o);
-    detail::require(shape_of(dout) == s, "attention::backward: dout ", to_string(shape_of(dout)),
+    SOFTDIFF_REQUIRE(shape_of(dout) == s, "attention::backward: dout ", to_string(shape_of(dout)),
                     " does not match the forward output ", to_string(s));
     ensure_shape(dq, s), ensure_shape(dk, s), ensure_shape(dv, s);
     const std::size_t N = s[0], d = channels, L = s[2] * s[3];

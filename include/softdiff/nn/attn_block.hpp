@@ -65,7 +65,7 @@ struct attn_block {
 
   /// Adds every parameter gradient; returns dL/dx (a buffer of this block, valid until the next backward).
   const batch<T>& backward(const batch<T>& dout) {
-    detail::require(shape_of(dout) == shape_of(out), "attn_block::backward: dout ", to_string(shape_of(dout)),
+    SOFTDIFF_REQUIRE(shape_of(dout) == shape_of(out), "attn_block::backward: dout ", to_string(shape_of(dout)),
                     " does not match the forward output ", to_string(shape_of(out)));
     const attention_grads<T> g = core.backward(proj.backward(dout));
     q.backward(g.dq), k.backward(g.dk), v.backward(g.dv);

@@ -25,7 +25,7 @@ struct concat_channels {
 
   const batch<T>& forward(const batch<T>& a, const batch<T>& b) {
     const shape4 sa = shape_of(a), sb = shape_of(b);
-    detail::require(sa[0] == sb[0] && sa[2] == sb[2] && sa[3] == sb[3], "concat_channels: inputs ", to_string(sa),
+    SOFTDIFF_REQUIRE(sa[0] == sb[0] && sa[2] == sb[2] && sa[3] == sb[3], "concat_channels: inputs ", to_string(sa),
                     " and ", to_string(sb), " differ outside the channel axis");
     sa_ = sa, sb_ = sb;
     forwarded_ = true;
@@ -44,8 +44,8 @@ struct concat_channels {
   }
 
   concat_grads<T> backward(const batch<T>& dy) {
-    detail::require(forwarded_, "concat_channels::backward: called before forward");
-    detail::require(shape_of(dy) == shape_of(y), "concat_channels::backward: dy ", to_string(shape_of(dy)),
+    SOFTDIFF_REQUIRE(forwarded_, "concat_channels::backward: called before forward");
+    SOFTDIFF_REQUIRE(shape_of(dy) == shape_of(y), "concat_channels::backward: dy ", to_string(shape_of(dy)),
                     " does not match the forward output ", to_string(shape_of(y)));
     ensure_shape(d_first, sa_);
     ensure_shape(d_second, sb_);

@@ -55,7 +55,7 @@ struct conv2d {
          std::size_t padding_ = same_padding)
       : in_channels(in), out_channels(out), kernel(kernel_size), stride(stride_),
         padding(padding_ == same_padding ? kernel_size / 2 : padding_) {
-    detail::require(in > 0 && out > 0 && kernel > 0 && stride > 0, "conv2d: channels (", in, ", ", out,
+    SOFTDIFF_REQUIRE(in > 0 && out > 0 && kernel > 0 && stride > 0, "conv2d: channels (", in, ", ", out,
                     "), kernel ", kernel, " and stride ", stride, " must be positive");
   }
 
@@ -76,9 +76,9 @@ struct conv2d {
   }
 
   [[nodiscard]] shape4 output_shape(const shape4& in) const {
-    detail::require(in[1] == in_channels, "conv2d: input ", to_string(in), " has ", in[1], " channels, expected ",
+    SOFTDIFF_REQUIRE(in[1] == in_channels, "conv2d: input ", to_string(in), " has ", in[1], " channels, expected ",
                     in_channels);
-    detail::require(in[2] + 2 * padding >= kernel && in[3] + 2 * padding >= kernel, "conv2d: input ",
+    SOFTDIFF_REQUIRE(in[2] + 2 * padding >= kernel && in[3] + 2 * padding >= kernel, "conv2d: input ",
                     to_string(in), " is smaller than the kernel ", kernel, " with padding ", padding);
     return {in[0], out_channels, (in[2] + 2 * padding - kernel) / stride + 1,
             (in[3] + 2 * padding - kernel) / stride + 1};
@@ -106,8 +106,8 @@ struct conv2d {
   /// (then dx is left untouched, e.g. for the network's first layer).
   const batch<T>& backward(const batch<T>& dy, bool need_dx = true) {
     check_bound();
-    detail::require(x_ != nullptr, "conv2d::backward: called before forward");
-    detail::require(shape_of(dy) == shape_of(y), "conv2d::backward: dy ", to_string(shape_of(dy)),
+    SOFTDIFF_REQUIRE(x_ != nullptr, "conv2d::backward: called before forward");
+    SOFTDIFF_REQUIRE(shape_of(dy) == shape_of(y), "conv2d::backward: dy ", to_string(shape_of(dy)),
                     " does not match the forward output ", to_string(shape_of(y)));
     if (need_dx) ensure_shape(dx, shape_of(*x_));
     const detail::conv_geometry g = geometry(shape_of(*x_));
@@ -350,7 +350,7 @@ private:
   }
 
   void check_bound() const {
-    detail::require(weight.size() == out_channels * in_channels * kernel * kernel && bias.size() == out_channels &&
+    SOFTDIFF_REQUIRE(weight.size() == out_channels * in_channels * kernel * kernel && bias.size() == out_channels &&
                         dweight.size() == weight.size() && dbias.size() == bias.size(),
                     "conv2d: parameters not bound (call declare, parameter_store::allocate, bind)");
   }

@@ -35,9 +35,9 @@ struct group_norm {
   group_norm() = default;
   group_norm(std::size_t groups_, std::size_t channels_, double eps_ = 1e-5)
       : groups(groups_), channels(channels_), eps(eps_) {
-    detail::require(groups > 0 && channels > 0 && channels % groups == 0, "group_norm: ", channels,
+    SOFTDIFF_REQUIRE(groups > 0 && channels > 0 && channels % groups == 0, "group_norm: ", channels,
                     " channels cannot be split into ", groups, " groups");
-    detail::require(eps > 0 && std::isfinite(eps), "group_norm: eps must be positive, got ", eps);
+    SOFTDIFF_REQUIRE(eps > 0 && std::isfinite(eps), "group_norm: eps must be positive, got ", eps);
   }
 
   /// Registers `prefix.weight` [channels] and `prefix.bias` [channels].
@@ -58,7 +58,7 @@ struct group_norm {
   const batch<T>& forward(const batch<T>& x) {
     check_bound();
     const shape4 s = shape_of(x);
-    detail::require(s[1] == channels, "group_norm: input ", to_string(s), " has ", s[1], " channels, expected ",
+    SOFTDIFF_REQUIRE(s[1] == channels, "group_norm: input ", to_string(s), " has ", s[1], " channels, expected ",
                     channels);
     ensure_shape(y, s);
     x_ = &x;
@@ -101,8 +101,8 @@ struct group_norm {
   /// Adds into dweight, dbias; returns dL/dx unless need_dx is false.
   const batch<T>& backward(const batch<T>& dy, bool need_dx = true) {
     check_bound();
-    detail::require(x_ != nullptr, "group_norm::backward: called before forward");
-    detail::require(shape_of(dy) == shape_of(y), "group_norm::backward: dy ", to_string(shape_of(dy)),
+    SOFTDIFF_REQUIRE(x_ != nullptr, "group_norm::backward: called before forward");
+    SOFTDIFF_REQUIRE(shape_of(dy) == shape_of(y), "group_norm::backward: dy ", to_string(shape_of(dy)),
                     " does not match the forward output ", to_string(shape_of(y)));
     const batch<T>& x = *x_;
     const shape4 s = shape_of(x);
@@ -163,7 +163,7 @@ struct group_norm {
 
 private:
   void check_bound() const {
-    detail::require(weight.size() == channels && bias.size() == channels && dweight.size() == channels &&
+    SOFTDIFF_REQUIRE(weight.size() == channels && bias.size() == channels && dweight.size() == channels &&
                         dbias.size() == channels,
                     "group_norm: parameters not bound (call declare, parameter_store::allocate, bind)");
   }

@@ -26,7 +26,7 @@ struct linear {
 
   linear() = default;
   linear(std::size_t in, std::size_t out) : in_features(in), out_features(out) {
-    detail::require(in > 0 && out > 0, "linear: features (", in, ", ", out, ") must be positive");
+    SOFTDIFF_REQUIRE(in > 0 && out > 0, "linear: features (", in, ", ", out, ") must be positive");
   }
 
   /// Registers `prefix.weight` [out, in] and `prefix.bias` [out].
@@ -46,7 +46,7 @@ struct linear {
 
   const matrix<T>& forward(const matrix<T>& x) {
     check_bound();
-    detail::require(x.shape()[1] == in_features, "linear: input [", x.shape()[0], ", ", x.shape()[1], "] has ",
+    SOFTDIFF_REQUIRE(x.shape()[1] == in_features, "linear: input [", x.shape()[0], ", ", x.shape()[1], "] has ",
                     x.shape()[1], " features, expected ", in_features);
     const std::size_t N = x.shape()[0], a = in_features, b = out_features;
     detail::ensure_shape(y, std::array<std::size_t, 2>{N, b});
@@ -62,8 +62,8 @@ struct linear {
   /// Adds into dweight, dbias; returns dL/dx unless need_dx is false.
   const matrix<T>& backward(const matrix<T>& dy, bool need_dx = true) {
     check_bound();
-    detail::require(x_ != nullptr, "linear::backward: called before forward");
-    detail::require(detail::shape_array(dy) == detail::shape_array(y), "linear::backward: dy ",
+    SOFTDIFF_REQUIRE(x_ != nullptr, "linear::backward: called before forward");
+    SOFTDIFF_REQUIRE(detail::shape_array(dy) == detail::shape_array(y), "linear::backward: dy ",
                     detail::shape_string(detail::shape_array(dy)), " does not match the forward output ",
                     detail::shape_string(detail::shape_array(y)));
     const matrix<T>& x = *x_;
@@ -83,7 +83,7 @@ struct linear {
 
 private:
   void check_bound() const {
-    detail::require(weight.size() == out_features * in_features && bias.size() == out_features &&
+    SOFTDIFF_REQUIRE(weight.size() == out_features * in_features && bias.size() == out_features &&
                         dweight.size() == weight.size() && dbias.size() == bias.size(),
                     "linear: parameters not bound (call declare, parameter_store::allocate, bind)");
   }

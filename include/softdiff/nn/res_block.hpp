@@ -64,7 +64,7 @@ struct res_block {
   /// x [N, a, H, W], temb [N, temb_channels] -> out [N, b, H, W] (conv2.y; valid until the next forward).
   const batch<T>& forward(const batch<T>& x, const matrix<T>& temb) {
     const shape4 s = shape_of(x);
-    detail::require(temb.shape()[0] == s[0] && temb.shape()[1] == temb_channels, "res_block: temb [",
+    SOFTDIFF_REQUIRE(temb.shape()[0] == s[0] && temb.shape()[1] == temb_channels, "res_block: temb [",
                     temb.shape()[0], ", ", temb.shape()[1], "] does not match batch ", s[0], " and ",
                     temb_channels, " embedding channels");
     conv1.forward(act1.forward(norm1.forward(x)));
@@ -79,10 +79,10 @@ struct res_block {
   /// Adds every parameter gradient and dL/dtemb (into `dtemb`, [N, temb_channels]); returns dL/dx
   /// (a buffer of this block, valid until the next backward).
   const batch<T>& backward(const batch<T>& dout, matrix<T>& dtemb) {
-    detail::require(shape_of(dout) == shape_of(conv2.y), "res_block::backward: dout ", to_string(shape_of(dout)),
+    SOFTDIFF_REQUIRE(shape_of(dout) == shape_of(conv2.y), "res_block::backward: dout ", to_string(shape_of(dout)),
                     " does not match the forward output ", to_string(shape_of(conv2.y)));
     const std::size_t N = dout.shape()[0], B = out_channels, HW = dout.shape()[2] * dout.shape()[3];
-    detail::require(dtemb.shape()[0] == N && dtemb.shape()[1] == temb_channels, "res_block::backward: dtemb [",
+    SOFTDIFF_REQUIRE(dtemb.shape()[0] == N && dtemb.shape()[1] == temb_channels, "res_block::backward: dtemb [",
                     dtemb.shape()[0], ", ", dtemb.shape()[1], "], expected [", N, ", ", temb_channels, "]");
     const batch<T>& dh = norm2.backward(act2.backward(conv2.backward(dout)));
     detail::ensure_shape(dtp_, std::array<std::size_t, 2>{N, B});

@@ -31,8 +31,8 @@ struct silu {
   }
 
   const tensor& backward(const tensor& dy) {
-    detail::require(x_ != nullptr, "silu::backward: called before forward");
-    detail::require(detail::shape_array(dy) == detail::shape_array(*x_), "silu::backward: dy ",
+    SOFTDIFF_REQUIRE(x_ != nullptr, "silu::backward: called before forward");
+    SOFTDIFF_REQUIRE(detail::shape_array(dy) == detail::shape_array(*x_), "silu::backward: dy ",
                     detail::shape_string(detail::shape_array(dy)), " does not match the forward input ",
                     detail::shape_string(detail::shape_array(*x_)));
     detail::ensure_shape(dx, detail::shape_array(dy));

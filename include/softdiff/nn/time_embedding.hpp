@@ -20,9 +20,9 @@ namespace softdiff::nn {
 /// out [N, dim] = emb0(t) above, dim = c even and >= 4; computed in double.
 template <class T>
 void sinusoidal_embedding(std::span<const double> t, std::size_t dim, matrix<T>& out) {
-  detail::require(dim >= 4 && dim % 2 == 0, "sinusoidal_embedding: dimension ", dim, " must be even and >= 4");
+  SOFTDIFF_REQUIRE(dim >= 4 && dim % 2 == 0, "sinusoidal_embedding: dimension ", dim, " must be even and >= 4");
   for (std::size_t n = 0; n < t.size(); ++n)
-    detail::require(std::isfinite(t[n]), "sinusoidal_embedding: non-finite t ", t[n], " at sample ", n);
+    SOFTDIFF_REQUIRE(std::isfinite(t[n]), "sinusoidal_embedding: non-finite t ", t[n], " at sample ", n);
   const std::size_t h = dim / 2;
   detail::ensure_shape(out, std::array<std::size_t, 2>{t.size(), dim});
   for (std::size_t n = 0; n < t.size(); ++n)
@@ -45,7 +45,7 @@ struct time_embedding {
 
   time_embedding() = default;
   explicit time_embedding(std::size_t c) : base_channels(c), fc0(c, 4 * c), fc2(4 * c, 4 * c) {
-    detail::require(c >= 4 && c % 2 == 0, "time_embedding: base channels ", c, " must be even and >= 4");
+    SOFTDIFF_REQUIRE(c >= 4 && c % 2 == 0, "time_embedding: base channels ", c, " must be even and >= 4");
   }
 
   [[nodiscard]] std::size_t channels() const { return 4 * base_channels; }

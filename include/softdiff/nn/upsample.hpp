@@ -38,9 +38,9 @@ struct upsample_nearest2x {
   }
 
   const batch<T>& backward(const batch<T>& dy) {
-    detail::require(forwarded_, "upsample_nearest2x::backward: called before forward");
+    SOFTDIFF_REQUIRE(forwarded_, "upsample_nearest2x::backward: called before forward");
     const shape4 s = in_shape_;
-    detail::require(shape_of(dy) == shape4{s[0], s[1], 2 * s[2], 2 * s[3]},
+    SOFTDIFF_REQUIRE((shape_of(dy) == shape4{s[0], s[1], 2 * s[2], 2 * s[3]}),
                     "upsample_nearest2x::backward: dy ", to_string(shape_of(dy)),
                     " does not match the forward output ", to_string({s[0], s[1], 2 * s[2], 2 * s[3]}));
     ensure_shape(dx, s);

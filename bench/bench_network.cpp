@@ -1,0 +1,151 @@
+// RefUNet (spec/refunet.md, default configuration: 1,539,329 parameters) at batch 64, 1 x 28 x 28,
+// float32: the forward pass (predict) and a full training step
+//   forward; loss = mean((phi - target)^2), dL/dphi = 2 (phi - target) / numel; backward;
+//   Adam (lr 2e-4, betas 0.9 / 0.999, eps 1e-8, gradient-norm clipping at 1)
+// the same work that bench/torch_refunet.py times in PyTorch. Run both in one session:
+//   OMP_NUM_THREADS=2 build/bench/bench_network && OMP_NUM_THREADS=2 /usr/bin/python3 bench/torch_refunet.py
+// Each benchmark runs single iterations, repeated; the "_min" aggregate is the best of them.
+// Time is wall-clock time; CPU is the process's CPU time (all threads), which a busy machine
+// inflates much less than wall time.
+// Counter: heap allocations per iteration (global operator new is counted in this binary).
+#include <benchmark/benchmark.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdlib>
+#include <new>
+#include <vector>
+
+#include "softdiff/nn/adam.hpp"
+#include "softdiff/nn/refunet.hpp"
+#include "softdiff/random.hpp"
+
+namespace {
+std::atomic<std::size_t> g_allocations{0};
+void* counted_alloc(std::size_t n, std::size_t align) {
+  g_allocations.fetch_add(1, std::memory_order_relaxed);
+  void* p = align > alignof(std::max_align_t) ? std::aligned_alloc(align, (n + align - 1) / align * align)
+                                              : std::malloc(n ? n : 1);
+  if (!p) throw std::bad_alloc();
+  return p;
+}
+}  // namespace
+void* operator new(std::size_t n) { return counted_alloc(n, 0); }
+void* operator new[](std::size_t n) { return counted_alloc(n, 0); }
+void* operator new(std::size_t n, std::align_val_t a) { return counted_alloc(n, static_cast<std::size_t>(a)); }
+void* operator new[](std::size_t n, std::align_val_t a) { return counted_alloc(n, static_cast<std::size_t>(a)); }
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete[](void* p) noexcept { std::free(p); }
+void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
+void operator delete(void* p, std::align_val_t) noexcept { std::free(p); }
+void operator delete[](void* p, std::align_val_t) noexcept { std::free(p); }
+void operator delete(void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
+void operator delete[](void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
+
+using namespace softdiff;
+
+namespace {
+
+constexpr std::size_t kBatch = 64, kSize = 28;
+
+/// One network, optimiser and batch for the whole run, warmed up (buffers sized) once.
+struct setup {
+  nn::refunet<float> net{nn::refunet_config{}, 2024};
+  nn::adam<float> opt{net.parameter_count(), nn::adam_config{}};
+  batch<float> x{shape4{kBatch, 1, kSize, kSize}}, target{shape4{kBatch, 1, kSize, kSize}};
+  batch<float> phi, dphi{shape4{kBatch, 1, kSize, kSize}};
+  std::vector<double> t = std::vector<double>(kBatch);
+  float loss = 0;
+
+  setup() {
+    noise_source{7, 1}.fill(x);
+    noise_source{7, 2}.fill(target);
+    for (std::size_t n = 0; n < kBatch; ++n) t[n] = noise_source{7, 3}.uniform(n);
+    train_step();  // sizes every workspace
+    net.predict(x, t, phi);
+  }
+
+  void train_step() {
+    net.zero_grad();
+    net.forward(x, t, phi);
+    const float* p = phi.data();
+    const float* y = target.data();
+    float* d = dphi.data();
+    const std::size_t n = phi.size();
+    const float scale = 2.0f / static_cast<float>(n);
+    double sum = 0;
+    for (std::size_t i = 0; i < n; ++i) {
+      const float r = p[i] - y[i];
+      sum += static_cast<double>(r) * r;
+      d[i] = scale * r;
+    }
+    loss = static_cast<float>(sum / static_cast<double>(n));
+    net.backward(dphi);
+    opt.step(net.parameters(), net.gradients());
+  }
+};
+
+setup& shared() {
+  static setup s;
+  return s;
+}
+
+void finish(benchmark::State& state, std::size_t allocations) {
+  state.counters["allocs/iter"] = double(allocations) / double(std::max<benchmark::IterationCount>(1, state.iterations()));
+}
+
+void BM_refunet_forward(benchmark::State& state) {
+  setup& s = shared();
+  s.net.set_max_replicas(static_cast<std::size_t>(state.range(0)));
+  s.net.predict(s.x, s.t, s.phi);  // resizes buffers if the split changed
+  const std::size_t before = g_allocations.load();
+  for (auto _ : state) {
+    s.net.predict(s.x, s.t, s.phi);
+    benchmark::DoNotOptimize(s.phi.data());
+  }
+  finish(state, g_allocations.load() - before);
+  state.counters["replicas"] = double(s.net.replicas_in_use());
+}
+
+void BM_refunet_train_step(benchmark::State& state) {
+  setup& s = shared();
+  s.net.set_max_replicas(static_cast<std::size_t>(state.range(0)));
+  s.train_step();
+  const std::size_t before = g_allocations.load();
+  for (auto _ : state) {
+    s.train_step();
+    benchmark::DoNotOptimize(s.loss);
+  }
+  finish(state, g_allocations.load() - before);
+  state.counters["replicas"] = double(s.net.replicas_in_use());
+}
+
+double best(const std::vector<double>& v) { return *std::min_element(v.begin(), v.end()); }
+
+}  // namespace
+
+// Argument: set_max_replicas (0: one replica per thread, the default; 1: one set of layers
+// that parallelise internally).
+BENCHMARK(BM_refunet_forward)
+    ->ArgName("max_replicas")
+    ->Arg(0)
+    ->Arg(1)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime()
+    ->MeasureProcessCPUTime()
+    ->Iterations(1)
+    ->Repetitions(8)
+    ->ComputeStatistics("min", best);
+BENCHMARK(BM_refunet_train_step)
+    ->ArgName("max_replicas")
+    ->Arg(0)
+    ->Arg(1)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime()
+    ->MeasureProcessCPUTime()
+    ->Iterations(1)
+    ->Repetitions(6)
+    ->ComputeStatistics("min", best);
+
+BENCHMARK_MAIN();
