@@ -13,6 +13,9 @@ using arguments = std::vector<std::string>;
 
 int run_corrupt(const arguments& args);
 int run_forward_process(const arguments& args);
+int run_train(const arguments& args);
+int run_sample(const arguments& args);
+int run_denoise(const arguments& args);
 
 struct command {
   std::string_view name;
@@ -23,6 +26,9 @@ struct command {
 inline constexpr command command_table[] = {
     {"corrupt", "apply an operator C (or C^T) at a level to a .npy batch", run_corrupt},
     {"forward-process", "PNG strip of one image corrupted at increasing t (blur, mask, ...)", run_forward_process},
+    {"train", "train RefUNet with Soft Score Matching on images (checkpoints, sample grids, resume)", run_train},
+    {"sample", "sample a PNG grid (and .npy) from a checkpoint with a chosen sampler", run_sample},
+    {"denoise", "run a checkpoint's network on a .npy batch at time t: phi or E[x0 | x_t]", run_denoise},
 };
 
 }  // namespace softdiff::cli

@@ -1,0 +1,269 @@
+#pragma once
+// SoftDiffusion<Op, Sched, Net>: one corruption operator family, one schedule and one
+// network, composed through the concepts of concepts.hpp, with the forward process
+//   x_t = C_t x_0 + sigma_t eta,   C_t = op at level schedule.level(t), C_0 = I, sigma_0 = 0,
+// the Soft Score Matching loss (eq. 12), the x_0 estimate h = phi(x_t, t) + x_t and the
+// score (eq. 10), and sampling with any Sampler from a final distribution p_1 (appendix D).
+//
+// Random streams: the initial draw from p_1 uses stream_for(stream_purpose::initial, 0);
+// sampler step k (k = 0 for the first step, from grid[0]) uses
+// stream_for(stream_purpose::sampler, k). A sample is a pure function of the seed.
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <concepts>
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <utility>
+#include <vector>
+
+#include "softdiff/backend/cpu.hpp"
+#include "softdiff/concepts.hpp"
+#include "softdiff/error.hpp"
+#include "softdiff/loss/soft_score_matching.hpp"
+#include "softdiff/op/per_sample.hpp"
+#include "softdiff/random.hpp"
+#include "softdiff/sampler/final_distribution.hpp"
+#include "softdiff/sampler/step_support.hpp"
+#include "softdiff/sampler/time_grid.hpp"
+#include "softdiff/schedule/validate.hpp"
+#include "softdiff/tensor.hpp"
+
+namespace softdiff {
+
+namespace detail {
+
+/// True when every element of x is finite; parallel, run before the serial check that names the index.
+template <class T>
+[[nodiscard]] bool batch_is_finite(const batch<T>& x) {
+  const T* p = x.data();
+  std::atomic<bool> finite{true};
+  backend::cpu::parallel_chunks(x.size(), ::softdiff::sampler::detail::elementwise_grain, [&](std::size_t b, std::size_t e) {
+    T acc = 0;  // x * 0 is 0 for finite x and NaN otherwise
+#pragma omp simd reduction(+ : acc)
+    for (std::size_t i = b; i < e; ++i) acc += p[i] * T(0);
+    if (!(acc == T(0))) finite.store(false, std::memory_order_relaxed);
+  });
+  return finite.load();
+}
+
+/// f(i) for i in [0, n), on several threads only when n is large enough to gain from them.
+template <class F>
+void for_each_index(std::size_t n, F f) {
+  backend::cpu::parallel_chunks(n, ::softdiff::sampler::detail::elementwise_grain, [&](std::size_t b, std::size_t e) {
+#pragma omp simd
+    for (std::size_t i = b; i < e; ++i) f(i);
+  });
+}
+
+/// Throws naming `where` and the first bad index unless every element of x is finite.
+template <class T>
+void require_finite_batch(const batch<T>& x, const char* where) {
+  if (!batch_is_finite(x)) check_finite(x, where);
+}
+
+}  // namespace detail
+
+template <CorruptionOperator Op, Schedule Sched, Denoiser Net>
+  requires std::same_as<typename Op::scalar_type, typename Net::scalar_type>
+class SoftDiffusion {
+public:
+  using scalar_type = typename Op::scalar_type;
+  using T = scalar_type;
+  using final_distribution_type = ::softdiff::sampler::final_distribution<T>;
+
+  /// Throws if the schedule does not fit the operator (schedule/validate.hpp).
+  SoftDiffusion(Op op, Sched schedule, Net network)
+      : op_(std::move(op)), schedule_(std::move(schedule)), net_(std::move(network)) {
+    ::softdiff::schedule::validate_schedule(schedule_, op_);
+  }
+
+  [[nodiscard]] const Op& op() const { return op_; }
+  [[nodiscard]] const Sched& schedule() const { return schedule_; }
+  [[nodiscard]] Net& network() { return net_; }
+  [[nodiscard]] const Net& network() const { return net_; }
+
+  [[nodiscard]] double sigma(double t) const {
+    check_time(t, "SoftDiffusion::sigma");
+    return static_cast<double>(schedule_.sigma(t));
+  }
+  [[nodiscard]] double level(double t) const {
+    check_time(t, "SoftDiffusion::level");
+    return static_cast<double>(schedule_.level(t));
+  }
+
+  /// y = C_t x.
+  void apply_operator(double t, const batch<T>& x, batch<T>& y) const { op_.apply(level(t), x, y); }
+
+  /// x_t = C_t x_0 + sigma_t eta with one time per sample; eta is `noise` at the flat index of x_t.
+  void corrupt(const batch<T>& x0, std::span<const double> t, const noise_source& noise, batch<T>& x_t) {
+    constexpr const char* where = "SoftDiffusion::corrupt";
+    check_batch(x0, t, where);
+    detail::require(&x0 != &x_t, where, ": x_t must not alias x_0");
+    fill_levels(t);
+    op::apply_per_sample(op_, std::span<const double>(levels_), x0, x_t);  // C_t x_0, per sample
+    const std::size_t d = x0.size() / x0.shape()[0];
+    const double* sg = sigmas_.data();
+    T* out = x_t.data();
+    ::softdiff::sampler::detail::for_each_normal_chunk<T>(
+        noise, x_t.size(), [=](std::size_t lo, std::size_t hi, const T* eta) {
+          for (std::size_t i = lo; i < hi;) {  // runs of one sample: + sigma_{t_n} eta
+            const std::size_t n = i / d, end = std::min(hi, (n + 1) * d);
+            const T s = static_cast<T>(sg[n]);
+#pragma omp simd
+            for (std::size_t j = i; j < end; ++j) out[j] += s * eta[j - lo];
+            i = end;
+          }
+        });
+  }
+
+  /// Soft Score Matching (eq. 12) on a batch: x_t = corrupt(x_0, t, noise), phi = net(x_t, t)
+  /// (forward() when the network is trainable, so that backward() may follow), r = x_0 - x_t,
+  /// L = (1/(N D)) sum_i w(t_i) ||C_{t_i} (phi_i - r_i)||^2. grad_phi, when given, receives dL/dphi.
+  ::softdiff::loss::loss_value loss(const batch<T>& x0, std::span<const double> t, const noise_source& noise,
+                                    ::softdiff::loss::weighting w, batch<T>* grad_phi = nullptr) {
+    corrupt(x0, t, noise, xt_);
+    if constexpr (TrainableDenoiser<Net>)
+      net_.forward(xt_, t, phi_);
+    else
+      net_.predict(xt_, t, phi_);
+    check_same_shape(phi_, x0, "SoftDiffusion::loss: network output vs x_0");
+    ensure_shape(r_, shape_of(x0));
+    const T* a = x0.data();
+    const T* b = xt_.data();
+    T* r = r_.data();
+    detail::for_each_index(x0.size(), [=](std::size_t i) { r[i] = a[i] - b[i]; });  // r_t = x_0 - x_t
+    weights_.resize(t.size());
+    for (std::size_t n = 0; n < t.size(); ++n) weights_[n] = ::softdiff::loss::weight(w, sigmas_[n]);
+    return loss_(op_, levels_, weights_, phi_, r_, grad_phi);
+  }
+
+  /// h = phi(x_t, t) + x_t, the estimate of x_0 (eq. 8, 10), all samples at time t.
+  void denoise(const batch<T>& x_t, double t, batch<T>& h) {
+    check_time(t, "SoftDiffusion::denoise");
+    times_.assign(x_t.shape()[0], t);
+    denoise(x_t, std::span<const double>(times_), h);
+  }
+
+  /// h = phi(x_t, t_n) + x_t with one time per sample. A non-finite x_t is reported after the
+  /// network has run (the check shares the pass that adds x_t); h is then unspecified.
+  void denoise(const batch<T>& x_t, std::span<const double> t, batch<T>& h) {
+    constexpr const char* where = "SoftDiffusion::denoise";
+    check_batch(x_t, t, where, false);
+    detail::require(&x_t != &h, where, ": h must not alias x_t");
+    net_.predict(x_t, t, h);
+    check_same_shape(h, x_t, "SoftDiffusion::denoise: network output vs x_t");
+    const T* x = x_t.data();
+    T* out = h.data();
+    std::atomic<bool> finite{true};
+    std::atomic<bool>* flag = &finite;
+    backend::cpu::parallel_chunks(x_t.size(), ::softdiff::sampler::detail::elementwise_grain,
+                                  [x, out, flag](std::size_t b, std::size_t e) {
+                                    T probe = 0;  // x * 0 is 0 for finite x and NaN otherwise
+#pragma omp simd reduction(+ : probe)
+                                    for (std::size_t i = b; i < e; ++i) {
+                                      const T xi = x[i];
+                                      out[i] += xi;
+                                      probe += xi * T(0);
+                                    }
+                                    if (!(probe == T(0))) flag->store(false, std::memory_order_relaxed);
+                                  });
+    if (!finite.load()) check_finite(x_t, where);
+  }
+
+  /// The score of eq. 10, s = (C_t h - x_t) / sigma_t^2, with h = phi(x_t, t) + x_t. Needs sigma_t > 0.
+  void score(const batch<T>& x_t, double t, batch<T>& s) {
+    constexpr const char* where = "SoftDiffusion::score";
+    const double sg = sigma(t);
+    detail::require(sg > 0.0, where, ": sigma(t) = ", sg, " at t = ", t, "; the score needs sigma_t > 0");
+    detail::require(&x_t != &s, where, ": s must not alias x_t");
+    denoise(x_t, t, h_);
+    apply_operator(t, h_, s);
+    const T inv = static_cast<T>(1.0 / (sg * sg));
+    const T* x = x_t.data();
+    T* out = s.data();
+    detail::for_each_index(x_t.size(), [=](std::size_t i) { out[i] = (out[i] - x[i]) * inv; });
+  }
+
+  void set_final_distribution(final_distribution_type d) {
+    detail::require(d.fitted(), "SoftDiffusion::set_final_distribution: the distribution is not fitted");
+    final_ = std::move(d);
+  }
+  /// Fits p_1 to a dataset [M, C, H, W] (sampler/final_distribution.hpp).
+  void fit_final_distribution(const batch<T>& data) { final_.emplace(data); }
+  [[nodiscard]] const std::optional<final_distribution_type>& final_distribution() const { return final_; }
+
+  /// `count` samples with `steps` steps on the uniform grid from t = 1 to t = 0.
+  template <class S>
+  [[nodiscard]] batch<T> sample(std::size_t count, std::size_t steps, std::uint64_t seed, S sampler = S{}) {
+    const std::vector<double> grid = ::softdiff::sampler::uniform_grid(steps);
+    return sample<S>(count, std::span<const double>(grid), seed, std::move(sampler));
+  }
+
+  /// `count` samples on a user grid (sampler/time_grid.hpp), starting from the final distribution
+  /// taken at grid[0]: x = C_{grid[0]} (colour) + sigma_{grid[0]} eta.
+  template <class S>
+  [[nodiscard]] batch<T> sample(std::size_t count, std::span<const double> grid, std::uint64_t seed,
+                                S sampler = S{}) {
+    static_assert(Sampler<S, SoftDiffusion>, "S must model softdiff::Sampler for this SoftDiffusion");
+    ::softdiff::sampler::validate_grid(grid);
+    detail::require(count > 0, "SoftDiffusion::sample: count must be > 0");
+    detail::require(final_.has_value(),
+                    "SoftDiffusion::sample: no final distribution; call fit_final_distribution or "
+                    "set_final_distribution, or start from your own x_1 with sample_from");
+    batch<T> x;
+    final_->sample(op_, level(grid[0]), sigma(grid[0]), count,
+                   noise_source{seed, stream_for(stream_purpose::initial, 0)}, x);
+    sample_from(x, grid, seed, sampler);
+    return x;
+  }
+
+  /// Runs `sampler` over the grid from a given x at grid[0], in place. Step k takes x from
+  /// grid[k] to grid[k + 1] with noise stream stream_for(stream_purpose::sampler, k).
+  template <class S>
+  void sample_from(batch<T>& x, std::span<const double> grid, std::uint64_t seed, S& sampler) {
+    static_assert(Sampler<S, SoftDiffusion>, "S must model softdiff::Sampler for this SoftDiffusion");
+    ::softdiff::sampler::validate_grid(grid);
+    detail::require(x.size() > 0, "SoftDiffusion::sample_from: empty batch ", to_string(shape_of(x)));
+    detail::require_finite_batch(x, "SoftDiffusion::sample_from: x");
+    for (std::size_t k = 0; k + 1 < grid.size(); ++k)
+      sampler.step(*this, x, grid[k], grid[k + 1], noise_source{seed, stream_for(stream_purpose::sampler, k)});
+  }
+
+private:
+  static void check_time(double t, const char* where) {
+    detail::require(std::isfinite(t) && t >= 0.0 && t <= 1.0, where, ": time t = ", t, " is outside [0, 1]");
+  }
+
+  void check_batch(const batch<T>& x, std::span<const double> t, const char* where, bool values = true) const {
+    detail::require(x.size() > 0, where, ": empty batch ", to_string(shape_of(x)));
+    detail::require(t.size() == x.shape()[0], where, ": ", t.size(), " times for a batch of ", x.shape()[0],
+                    " samples");
+    for (std::size_t n = 0; n < t.size(); ++n)
+      detail::require(std::isfinite(t[n]) && t[n] >= 0.0 && t[n] <= 1.0, where, ": t[", n, "] = ", t[n],
+                      " is outside [0, 1]");
+    if (values) detail::require_finite_batch(x, where);
+  }
+
+  void fill_levels(std::span<const double> t) {
+    levels_.resize(t.size());
+    sigmas_.resize(t.size());
+    for (std::size_t n = 0; n < t.size(); ++n) {
+      levels_[n] = static_cast<double>(schedule_.level(t[n]));
+      sigmas_[n] = static_cast<double>(schedule_.sigma(t[n]));
+    }
+  }
+
+  Op op_;
+  Sched schedule_;
+  Net net_;
+  std::optional<final_distribution_type> final_;
+  // workspaces, kept so that steady-state loops do not allocate
+  batch<T> xt_, phi_, r_, h_;
+  std::vector<double> times_, levels_, sigmas_, weights_;
+  ::softdiff::loss::soft_score_matching_loss<Op> loss_;
+};
+
+}  // namespace softdiff

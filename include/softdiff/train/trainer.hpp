@@ -1,0 +1,297 @@
+#pragma once
+// Training a SoftDiffusion model with the Soft Score Matching loss (eq. 12),
+//   L = E_t w(t) E || C_t ( phi_theta(x_t, t) - r_t ) ||^2,   r_t = x_0 - x_t,  w(t) = 1 or 1 / sigma_t^2,
+// one step = minibatch x_0 (a per-epoch Philox permutation), stratified times t_i,
+// x_t = C_t x_0 + sigma_t eta, dL/dphi = 2 w(t) C_t^T C_t (phi - r_t) (SoftDiffusion::loss),
+// net.backward(dL/dphi), Adam with linear warm-up and gradient-norm clipping (nn/adam.hpp),
+// then the exponential moving average of the weights (nn/ema.hpp) that sampling uses.
+//
+// Every random draw of step k is a pure function of (seed, k) (train/minibatch.hpp), so the
+// state of a run is: weights, Adam moments, EMA, and the step counter. save_checkpoint writes
+// all of it into one safetensors file (nn/checkpoint.hpp) and load_checkpoint restores it:
+// k steps, save, load, N - k steps give the same bits as N steps in one go.
+//
+// A step that meets a non-finite value (data, network output, loss or gradient) throws
+// train::step_error naming the step, and changes neither weights, moments, EMA nor the
+// counter: the last checkpoint written stays the last good state.
+#include <cmath>
+#include <concepts>
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <span>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "softdiff/concepts.hpp"
+#include "softdiff/data/safetensors.hpp"
+#include "softdiff/error.hpp"
+#include "softdiff/loss/soft_score_matching.hpp"
+#include "softdiff/nn/adam.hpp"
+#include "softdiff/nn/checkpoint.hpp"
+#include "softdiff/nn/ema.hpp"
+#include "softdiff/nn/parameter_store.hpp"
+#include "softdiff/random.hpp"
+#include "softdiff/soft_diffusion.hpp"
+#include "softdiff/tensor.hpp"
+#include "softdiff/train/minibatch.hpp"
+
+namespace softdiff::train {
+
+/// A TrainableDenoiser whose parameters are registered by name in a parameter_store
+/// (the layout the checkpoint uses).
+template <class N>
+concept NamedTrainableDenoiser = TrainableDenoiser<N> && requires(const N& n) {
+  { n.store() } -> std::convertible_to<const nn::parameter_store<typename N::scalar_type>&>;
+};
+
+/// What a training run is, apart from the model and the data.
+struct trainer_config {
+  std::uint64_t seed = 0;
+  std::size_t batch_size = 64;
+  double t_min = 1e-3;  // times are drawn from [t_min, 1): sigma_0 = 0 makes t = 0 useless (minibatch.hpp)
+  loss::weighting weighting = loss::weighting::unit;
+  nn::adam_config adam{};     // lr 2e-4, betas 0.9 / 0.999, eps 1e-8, warm-up 5000, clipping at 1
+  double ema_decay = 0.9999;  // ema <- decay ema + (1 - decay) weights after every step
+};
+
+[[nodiscard]] inline std::string weighting_name(loss::weighting w) {
+  return w == loss::weighting::unit ? "unit" : "inverse-sigma2";
+}
+
+/// "unit" or "inverse-sigma2" (also "inverse_sigma2").
+[[nodiscard]] inline loss::weighting weighting_from_name(std::string_view s) {
+  if (s == "unit") return loss::weighting::unit;
+  if (s == "inverse-sigma2" || s == "inverse_sigma2") return loss::weighting::inverse_sigma2;
+  throw error(detail::concat("unknown loss weighting '", s, "' (known: unit, inverse-sigma2)"));
+}
+
+/// The configuration as JSON (the "softdiff" metadata of a checkpoint holds these fields).
+[[nodiscard]] inline nlohmann::json to_json(const trainer_config& c) {
+  return {{"seed", c.seed},
+          {"batch_size", c.batch_size},
+          {"t_min", c.t_min},
+          {"weighting", weighting_name(c.weighting)},
+          {"ema_decay", c.ema_decay},
+          {"adam",
+           {{"lr", c.adam.lr},
+            {"beta1", c.adam.beta1},
+            {"beta2", c.adam.beta2},
+            {"eps", c.adam.eps},
+            {"warmup_steps", c.adam.warmup_steps},
+            {"max_grad_norm", c.adam.max_grad_norm}}}};
+}
+
+/// Reads the fields to_json writes; throws naming the missing or mistyped field.
+[[nodiscard]] inline trainer_config trainer_config_from_json(const nlohmann::json& j, const std::string& where) {
+  auto field = [&](const nlohmann::json& o, const char* key) -> const nlohmann::json& {
+    detail::require(o.is_object() && o.contains(key), where, ": missing field \"", key, "\"");
+    return o[key];
+  };
+  try {
+    trainer_config c;
+    c.seed = field(j, "seed").get<std::uint64_t>();
+    c.batch_size = field(j, "batch_size").get<std::size_t>();
+    c.t_min = field(j, "t_min").get<double>();
+    c.weighting = weighting_from_name(field(j, "weighting").get<std::string>());
+    c.ema_decay = field(j, "ema_decay").get<double>();
+    const nlohmann::json& a = field(j, "adam");
+    c.adam.lr = field(a, "lr").get<double>();
+    c.adam.beta1 = field(a, "beta1").get<double>();
+    c.adam.beta2 = field(a, "beta2").get<double>();
+    c.adam.eps = field(a, "eps").get<double>();
+    c.adam.warmup_steps = field(a, "warmup_steps").get<std::int64_t>();
+    c.adam.max_grad_norm = field(a, "max_grad_norm").get<double>();
+    return c;
+  } catch (const nlohmann::json::exception& e) {
+    throw error(detail::concat(where, ": ", e.what()));
+  }
+}
+
+/// A training step that failed (non-finite data, output, loss or gradient); names the step.
+class step_error : public error {
+public:
+  step_error(std::int64_t step, const std::string& what)
+      : error(detail::concat("training stopped at step ", step, ": ", what)), step_(step) {}
+  /// The 1-based number of the step that failed (the state is that after step() - 1 steps).
+  [[nodiscard]] std::int64_t step() const { return step_; }
+
+private:
+  std::int64_t step_;
+};
+
+/// What one step reports.
+struct step_result {
+  std::int64_t step = 0;       ///< steps completed, this one included
+  double loss = 0.0;           ///< eq. 12 on the batch, weighted (the differentiated value)
+  double unweighted = 0.0;     ///< the same with w = 1
+  double grad_norm = 0.0;      ///< before clipping
+  double learning_rate = 0.0;  ///< after warm-up
+};
+
+template <CorruptionOperator Op, Schedule Sched, NamedTrainableDenoiser Net>
+  requires std::same_as<typename Op::scalar_type, typename Net::scalar_type>
+class trainer {
+public:
+  using T = typename Net::scalar_type;
+  using model_type = SoftDiffusion<Op, Sched, Net>;
+
+  /// `data`: the training images [M, C, H, W] (finite, checked here). The model's final
+  /// distribution p_1 is fitted to them unless it already has one. The EMA starts at the
+  /// network's current weights.
+  trainer(model_type model, batch<T> data, trainer_config config)
+      : model_(std::move(model)), data_(std::move(data)), config_(config), batches_(config.seed) {
+    detail::require(config_.batch_size > 0, "train::trainer: batch size must be > 0");
+    detail::require(std::isfinite(config_.t_min) && config_.t_min > 0.0 && config_.t_min < 1.0,
+                    "train::trainer: t_min = ", config_.t_min, " must lie in (0, 1) (sigma_0 = 0 at t = 0)");
+    detail::require(data_.size() > 0, "train::trainer: empty dataset of shape ", to_string(shape_of(data_)));
+    detail::require_finite_batch(data_, "train::trainer: training data");
+    Net& net = model_.network();
+    detail::require(net.parameters().size() == net.store().size(), "train::trainer: the network has ",
+                    net.parameters().size(), " parameters but its store lays out ", net.store().size());
+    adam_ = nn::adam<T>(net.parameter_count(), config_.adam);
+    ema_ = nn::ema<T>(std::span<const T>(net.parameters()), config_.ema_decay);
+    if (!model_.final_distribution().has_value()) model_.fit_final_distribution(data_);
+    times_.resize(config_.batch_size);
+  }
+
+  /// One training step (see the top of this file). Throws step_error, with nothing updated,
+  /// when the step meets a non-finite value or any other error.
+  step_result step() {
+    const std::int64_t k = step_;  // 0-based index of this step: its random streams
+    step_result r;
+    try {
+      batches_.gather(data_, static_cast<std::uint64_t>(k), config_.batch_size, x0_);
+      stratified_times(config_.seed, static_cast<std::uint64_t>(k), config_.t_min, times_);
+      Net& net = model_.network();
+      net.zero_grad();
+      const noise_source noise{config_.seed, stream_for(stream_purpose::training, static_cast<std::uint64_t>(k))};
+      const loss::loss_value v = model_.loss(x0_, times_, noise, config_.weighting, &grad_phi_);
+      detail::require(std::isfinite(v.value), "the loss is ", v.value);
+      net.backward(grad_phi_);
+      r.grad_norm = adam_.step(net.parameters(), net.gradients());  // throws before updating if not finite
+      ema_.update(std::span<const T>(net.parameters()));
+      r.loss = v.value;
+      r.unweighted = v.unweighted;
+      r.learning_rate = adam_.learning_rate(adam_.steps_taken());
+    } catch (const step_error&) {
+      throw;
+    } catch (const std::exception& e) {
+      throw step_error(k + 1, e.what());
+    }
+    r.step = ++step_;
+    return r;
+  }
+
+  /// Steps completed.
+  [[nodiscard]] std::int64_t steps_done() const { return step_; }
+  [[nodiscard]] const trainer_config& config() const { return config_; }
+  [[nodiscard]] model_type& model() { return model_; }
+  [[nodiscard]] const model_type& model() const { return model_; }
+  [[nodiscard]] const batch<T>& data() const { return data_; }
+  [[nodiscard]] const nn::adam<T>& optimizer() const { return adam_; }
+  [[nodiscard]] const nn::ema<T>& average() const { return ema_; }
+  /// The times and images (dataset indices) of the last step, for inspection and tests.
+  [[nodiscard]] std::span<const double> last_times() const { return times_; }
+  [[nodiscard]] std::span<const std::size_t> last_indices() const { return batches_.last_indices(); }
+
+  /// Runs f(model) with the EMA weights in the network (what sampling should use), then puts
+  /// the trained weights back bit for bit, also when f throws.
+  template <class F>
+  decltype(auto) with_ema_weights(F&& f) {
+    std::span<T> p = model_.network().parameters();
+    saved_.assign(p.begin(), p.end());
+    std::copy(ema_.weights().begin(), ema_.weights().end(), p.begin());
+    struct restore {
+      std::vector<T>& saved;
+      std::span<T> p;
+      ~restore() { std::copy(saved.begin(), saved.end(), p.begin()); }
+    } guard{saved_, p};
+    return std::forward<F>(f)(model_);
+  }
+
+  /// The "softdiff" metadata: `description` (what the caller knows: operator, schedule, data,
+  /// final distribution) with the trainer's fields added: format, step and to_json(config).
+  [[nodiscard]] nlohmann::json describe(nlohmann::json description = nlohmann::json::object()) const {
+    if (description.is_null()) description = nlohmann::json::object();
+    detail::require(description.is_object(), "train::trainer::describe: the description must be a JSON object, got ",
+                    description.type_name());
+    description["format"] = "softdiff-checkpoint";
+    description["version"] = 1;
+    description["step"] = step_;
+    const nlohmann::json config = to_json(config_);
+    for (const auto& [key, value] : config.items()) description[key] = value;
+    return description;
+  }
+
+  /// Writes the whole training state to `path` (temporary file, then rename): the EMA weights
+  /// under the network's names, train.weights / train.adam_m / train.adam_v, and metadata
+  /// "softdiff" = describe(description) plus `extra` entries (e.g. "refunet_config").
+  void save_checkpoint(const std::filesystem::path& path, const nlohmann::json& description = nlohmann::json::object(),
+                       const std::map<std::string, std::string>& extra = {}) const {
+    const Net& net = model_.network();
+    const auto& layout = net.store().entries();
+    data::safetensors_writer w;
+    nn::add_tensors<T>(w, layout, "", ema_.weights());
+    nn::add_tensors<T>(w, layout, nn::weights_prefix, net.store().parameters());
+    nn::add_tensors<T>(w, layout, nn::adam_m_prefix, adam_.first_moment());
+    nn::add_tensors<T>(w, layout, nn::adam_v_prefix, adam_.second_moment());
+    for (const auto& [key, value] : extra) w.set_metadata(key, value);
+    w.set_metadata("softdiff", describe(description).dump());
+    w.write(path);
+  }
+
+  /// Restores weights, Adam moments and step counter, EMA and step from a checkpoint that
+  /// save_checkpoint wrote for the same network layout and trainer configuration. Everything
+  /// is checked before anything changes; a mismatch throws listing every difference.
+  void load_checkpoint(const data::safetensors_file& file) {
+    Net& net = model_.network();
+    const auto& layout = net.store().entries();
+    nn::check_tensors<T>(file, layout, {std::string_view{}, nn::weights_prefix, nn::adam_m_prefix, nn::adam_v_prefix});
+    const nlohmann::json meta = nn::metadata_json(file, "softdiff");
+    const std::string where = "checkpoint '" + file.path + "': __metadata__ softdiff";
+    detail::require(meta.is_object() && meta.contains("step") && meta["step"].is_number_integer() &&
+                        meta["step"].get<std::int64_t>() >= 0,
+                    where, ": no non-negative integer \"step\"");
+    const trainer_config theirs = trainer_config_from_json(meta, where);
+    const nlohmann::json a = to_json(theirs), b = to_json(config_);
+    if (a != b) {
+      std::string diff;
+      for (const auto& [key, value] : b.items())
+        if (a[key] != value) diff += (diff.empty() ? "" : "; ") + key + ": checkpoint " + a[key].dump() + ", this run " + value.dump();
+      throw error("checkpoint '" + file.path + "' was written with another training configuration: " + diff);
+    }
+    const auto step = meta["step"].get<std::int64_t>();
+    nn::read_tensors<T>(file, layout, nn::weights_prefix, net.parameters());
+    nn::read_tensors<T>(file, layout, nn::adam_m_prefix, adam_.first_moment());
+    nn::read_tensors<T>(file, layout, nn::adam_v_prefix, adam_.second_moment());
+    nn::read_tensors<T>(file, layout, "", ema_.weights());
+    adam_.set_steps_taken(step);
+    step_ = step;
+  }
+
+  void load_checkpoint(const std::filesystem::path& path) { load_checkpoint(data::read_safetensors(path)); }
+
+private:
+  model_type model_;
+  batch<T> data_;
+  trainer_config config_;
+  minibatch_source<T> batches_;
+  nn::adam<T> adam_;
+  nn::ema<T> ema_;
+  std::int64_t step_ = 0;
+  batch<T> x0_, grad_phi_;
+  std::vector<double> times_;
+  std::vector<T> saved_;
+};
+
+/// train::trainer tr(SoftDiffusion(op, schedule, net), images, config) deduces the policies.
+template <class Op, class Sched, class Net, class T>
+trainer(SoftDiffusion<Op, Sched, Net>, batch<T>, trainer_config) -> trainer<Op, Sched, Net>;
+
+}  // namespace softdiff::train
