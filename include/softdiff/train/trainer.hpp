@@ -171,6 +171,7 @@ public:
       Net& net = model_.network();
       net.zero_grad();
       const noise_source noise{config_.seed, stream_for(stream_purpose::training, static_cast<std::uint64_t>(k))};
+      // eq. 12: L = w(t) ||C_t (phi(x_t, t) - r_t)||^2, r_t = x_0 - x_t; grad_phi_ = 2 w(t) C_t^T C_t (phi - r_t)
       const loss::loss_value v = model_.loss(x0_, times_, noise, config_.weighting, &grad_phi_);
       detail::require(std::isfinite(v.value), "the loss is ", v.value);
       net.backward(grad_phi_);
