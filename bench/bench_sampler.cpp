@@ -1,7 +1,7 @@
 // One Momentum Sampler step (Algorithm 2, eq. 17) on a 128 x 3 x 64 x 64 float batch with
 // phi = 0 (a zero Denoiser, so the step is the sampler's own work: x0 = x, two paper-exact
 // Gaussian blurs C_t x0 and C_{t'} x0 with half_size 80, the noise, and the update).
-// bench/torch_momentum_step.py times the same step in PyTorch; docs/performance_sampler.md
+// bench/torch_momentum_step.py times the same step in PyTorch; docs/performance.md ("Sampler step")
 // holds the ratios. Run with OMP_NUM_THREADS=2 for the recorded figures.
 //
 // Schedule: tabulated, level(t) = 100 t (blur std) and sigma(t) = t / 2, so

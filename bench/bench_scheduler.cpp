@@ -11,7 +11,7 @@
 //   level/sliced_profile/6000  one level of the sliced estimate: blur, projections, sorting
 // The counter all_pairs_s of pair/divergence is what computing M for all 257 * 256 / 2 pairs
 // would cost at that rate (the dense alternative to the lazy search).
-// Run with OMP_NUM_THREADS=2 for the recorded figures (docs/performance_scheduler.md).
+// Run with OMP_NUM_THREADS=2 for the recorded figures (docs/performance.md, "Wasserstein scheduler").
 #include <benchmark/benchmark.h>
 
 #include <cstddef>

@@ -10,6 +10,7 @@
 // stream_for(stream_purpose::sampler, k). A sample is a pure function of the seed.
 #include <algorithm>
 #include <atomic>
+#include <bit>
 #include <cmath>
 #include <concepts>
 #include <cstddef>
@@ -35,17 +36,31 @@ namespace softdiff {
 
 namespace detail {
 
+/// 1 when v is NaN or infinite (all exponent bits set), else 0; an integer test, so that loops
+/// OR-reducing it vectorise without reassociating floating-point sums.
+template <class T>
+[[nodiscard]] inline unsigned non_finite_bit(T v) {
+  if constexpr (sizeof(T) == 4) {
+    constexpr std::uint32_t e = 0x7f800000u;
+    return (std::bit_cast<std::uint32_t>(v) & e) == e;
+  } else {
+    constexpr std::uint64_t e = 0x7ff0000000000000ull;
+    return (std::bit_cast<std::uint64_t>(v) & e) == e;
+  }
+}
+
 /// True when every element of x is finite; parallel, run before the serial check that names the index.
 template <class T>
 [[nodiscard]] bool batch_is_finite(const batch<T>& x) {
   const T* p = x.data();
   std::atomic<bool> finite{true};
-  backend::cpu::parallel_chunks(x.size(), ::softdiff::sampler::detail::elementwise_grain, [&](std::size_t b, std::size_t e) {
-    T acc = 0;  // x * 0 is 0 for finite x and NaN otherwise
-#pragma omp simd reduction(+ : acc)
-    for (std::size_t i = b; i < e; ++i) acc += p[i] * T(0);
-    if (!(acc == T(0))) finite.store(false, std::memory_order_relaxed);
-  });
+  std::atomic<bool>* flag = &finite;
+  backend::cpu::parallel_chunks(x.size(), ::softdiff::sampler::detail::elementwise_grain,
+                                [p, flag](std::size_t b, std::size_t e) {
+                                  unsigned bad = 0;
+                                  for (std::size_t i = b; i < e; ++i) bad |= non_finite_bit(p[i]);
+                                  if (bad) flag->store(false, std::memory_order_relaxed);
+                                });
   return finite.load();
 }
 
@@ -161,14 +176,12 @@ public:
     std::atomic<bool>* flag = &finite;
     backend::cpu::parallel_chunks(x_t.size(), ::softdiff::sampler::detail::elementwise_grain,
                                   [x, out, flag](std::size_t b, std::size_t e) {
-                                    T probe = 0;  // x * 0 is 0 for finite x and NaN otherwise
-#pragma omp simd reduction(+ : probe)
+                                    unsigned bad = 0;
                                     for (std::size_t i = b; i < e; ++i) {
-                                      const T xi = x[i];
-                                      out[i] += xi;
-                                      probe += xi * T(0);
+                                      out[i] += x[i];
+                                      bad |= detail::non_finite_bit(x[i]);
                                     }
-                                    if (!(probe == T(0))) flag->store(false, std::memory_order_relaxed);
+                                    if (bad) flag->store(false, std::memory_order_relaxed);
                                   });
     if (!finite.load()) check_finite(x_t, where);
   }

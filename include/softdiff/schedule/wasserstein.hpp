@@ -56,7 +56,7 @@ struct wasserstein_options {
   // marginals or 50 iterations (epsilon-scaling included) and its self solves run as many. Pairs of
   // strongly blurred datasets are near-degenerate OT problems whose plans converge slowly; truncated
   // alike, the shortfalls of the three dual values largely cancel and the estimate is within about
-  // 1% of the converged one (docs/performance_scheduler.md). debiased = false uses sqrt(<P, C>) of
+  // 1% of the converged one (docs/performance.md, "Wasserstein scheduler"). debiased = false uses sqrt(<P, C>) of
   // one solve instead (the plain Sinkhorn cost; give it more iterations).
   sinkhorn_options sinkhorn{.cost_tolerance = 0, .max_iterations = 50};
   bool debiased = true;

@@ -40,7 +40,7 @@ struct simd {
   static type reverse(type v) { return reverse(v, std::make_index_sequence<width>{}); }
   template <std::size_t... I>
   static type reverse(type v, std::index_sequence<I...>) {
-#if defined(__clang__) || __GNUC__ >= 12
+#if (defined(__clang__) || __GNUC__ >= 12) && !defined(__CUDACC__)  // nvcc rejects __builtin_shufflevector
     return __builtin_shufflevector(v, v, (width - 1 - static_cast<int>(I))...);
 #else
     using lane = std::conditional_t<sizeof(T) == 4, std::int32_t, std::int64_t>;
