@@ -4,7 +4,21 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install_deps.sh
 build=${SOFTDIFF_BUILD_DIR:-build}
-cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release ${SOFTDIFF_CMAKE_ARGS:-}
+# The CUDA backend and its tests are compiled whenever nvcc is installed (CI has the toolkit but
+# no GPU: the GPU tests are built, not registered; scripts/gpu_check.sh runs them on a GPU).
+# SOFTDIFF_CMAKE_ARGS=-DSOFTDIFF_ENABLE_CUDA=OFF skips it.
+cuda_args=()
+if [[ "${SOFTDIFF_CMAKE_ARGS:-}" != *SOFTDIFF_ENABLE_CUDA* ]]; then
+  nvcc=$(command -v nvcc || true)
+  if [ -z "$nvcc" ] && [ -x /usr/local/cuda/bin/nvcc ]; then nvcc=/usr/local/cuda/bin/nvcc; fi
+  if [ -n "$nvcc" ]; then
+    echo "run_tests.sh: compiling the CUDA backend with $nvcc"
+    cuda_args=(-DSOFTDIFF_ENABLE_CUDA=ON "-DCMAKE_CUDA_COMPILER=$nvcc")
+  else
+    echo "run_tests.sh: no nvcc found; the CUDA backend is not compiled"
+  fi
+fi
+cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release "${cuda_args[@]}" ${SOFTDIFF_CMAKE_ARGS:-}
 cmake --build "$build" -j "$(nproc)"
 cd "$build"
 OMP_NUM_THREADS=$(nproc) ctest --output-on-failure --timeout 1200 -j 1
