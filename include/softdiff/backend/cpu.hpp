@@ -13,6 +13,7 @@
 #include <omp.h>
 
 #include "softdiff/backend/blas.hpp"
+#include "softdiff/backend/normal_tile.hpp"
 #include "softdiff/backend/philox.hpp"
 
 namespace softdiff::backend {
@@ -84,13 +85,12 @@ struct cpu {
     constexpr std::uint64_t per_block = std::is_same_v<T, float> ? 4 : 2;
     const std::uint64_t first = offset / per_block, last = (offset + n + per_block - 1) / per_block;
     parallel_chunks(static_cast<std::size_t>(last - first), 4096, [&](std::size_t b0, std::size_t b1) {
-      constexpr std::size_t tile = 64;  // blocks generated per vectorised pass
-      T buf[tile * per_block];
+      constexpr std::size_t tile = detail::normal_tile;  // blocks generated per vectorised pass
+      alignas(64) T buf[tile * per_block];
       for (std::size_t b = b0; b < b1; b += tile) {
         const std::size_t nb = std::min(tile, b1 - b);
         if constexpr (std::is_same_v<T, float>) {
-#pragma omp simd
-          for (std::size_t j = 0; j < tile; ++j) normal4(first + b + j, stream, seed, buf + 4 * j);
+          detail::normal4_tile(first + b, stream, seed, buf);
         } else {
           for (std::size_t j = 0; j < nb; ++j) normal2(first + b + j, stream, seed, buf + 2 * j);
         }
