@@ -8,16 +8,18 @@
 #include <fstream>
 #include <iterator>
 #include <string>
+#include <utility>
 #include <vector>
 
-#include <sys/wait.h>
-
+#include "support/cli_runner.hpp"
 #include "support/data_files.hpp"
+#include "softdiff/data/idx.hpp"
 #include "softdiff/data/npy.hpp"
 #include "softdiff/data/png.hpp"
 #include "softdiff/op/dct_blur.hpp"
 #include "softdiff/op/fft_conv.hpp"
 #include "softdiff/op/gaussian_blur.hpp"
+#include "softdiff/nn/classifier.hpp"
 #include "softdiff/op/mask.hpp"
 #include "softdiff/schedule/tabulated.hpp"
 
@@ -26,31 +28,11 @@ using namespace softdiff;
 
 namespace {
 
-const std::string tool = SOFTDIFF_BINARY_DIR "/examples/softdiff";
-
-struct result {
-  int status = -1;
-  std::string out, err;
-};
-
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
-
-/// Runs `softdiff <args>` with stdout and stderr captured in files of `dir`.
-result run(const test::temp_dir& dir, const std::string& args) {
-  const fs::path out = dir / "stdout.txt", err = dir / "stderr.txt";
-  const std::string cmd = "'" + tool + "' " + args + " >'" + out.string() + "' 2>'" + err.string() + "'";
-  const int raw = std::system(cmd.c_str());
-  result r;
-  r.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : 128 + (WIFSIGNALED(raw) ? WTERMSIG(raw) : 0);
-  r.out = slurp(out);
-  r.err = slurp(err);
-  return r;
-}
-
-std::string q(const fs::path& p) { return "'" + p.string() + "'"; }
+using result = test::cli_result;
+using test::contains;
+using test::q;
+using test::run_tool;
+using test::read_text;
 
 template <class T>
 batch<T> ramp(shape4 s) {
@@ -59,18 +41,17 @@ batch<T> ramp(shape4 s) {
   return x;
 }
 
-bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
 
 }  // namespace
 
 TEST_CASE("cli: the tool is built", "[cli]") {
-  REQUIRE(fs::exists(tool));
+  REQUIRE(fs::exists(test::tool_path));
 }
 
 TEST_CASE("cli: help at every level", "[cli]") {
   test::temp_dir dir("cli-help");
   for (const char* args : {"--help", "-h", "help"}) {
-    const result r = run(dir, args);
+    const result r = run_tool(dir, args);
     INFO(args << "\n" << r.out << r.err);
     CHECK(r.status == 0);
     CHECK(contains(r.out, "corrupt"));
@@ -79,7 +60,7 @@ TEST_CASE("cli: help at every level", "[cli]") {
   for (const char* cmd : {"corrupt", "forward-process"}) {
     for (const std::string& args : {std::string(cmd) + " --help", std::string("help ") + cmd,
                                    std::string(cmd) + " --op mask --help"}) {
-      const result r = run(dir, args);
+      const result r = run_tool(dir, args);
       INFO(args << "\n" << r.out << r.err);
       CHECK(r.status == 0);
       CHECK(contains(r.out, std::string("Usage: softdiff ") + cmd));
@@ -87,13 +68,13 @@ TEST_CASE("cli: help at every level", "[cli]") {
       CHECK(contains(r.out, "mask"));
     }
   }
-  const result none = run(dir, "");
+  const result none = run_tool(dir, "");
   CHECK(none.status == 2);
   CHECK(contains(none.err, "Usage: softdiff <command>"));
-  const result unknown = run(dir, "frobnicate");
+  const result unknown = run_tool(dir, "frobnicate");
   CHECK(unknown.status == 2);
   CHECK(contains(unknown.err, "unknown command 'frobnicate'"));
-  const result help_unknown = run(dir, "help frobnicate");
+  const result help_unknown = run_tool(dir, "help frobnicate");
   CHECK(help_unknown.status == 2);
 }
 
@@ -101,7 +82,7 @@ TEST_CASE("cli: corrupt with scale multiplies by the factor alpha and keeps the 
   test::temp_dir dir("cli-scale");
   const batch<float> xf = ramp<float>({2, 3, 4, 5});
   data::write_npy(dir / "xf.npy", xf);
-  const result r = run(dir, "corrupt --op scale --level 0.5 --in " + q(dir / "xf.npy") + " --out " + q(dir / "yf.npy"));
+  const result r = run_tool(dir, "corrupt --op scale --level 0.5 --in " + q(dir / "xf.npy") + " --out " + q(dir / "yf.npy"));
   INFO(r.out << r.err);
   REQUIRE(r.status == 0);
   CHECK(data::read_npy_header(dir / "yf.npy").dtype == data::npy_dtype::float32);
@@ -111,13 +92,13 @@ TEST_CASE("cli: corrupt with scale multiplies by the factor alpha and keeps the 
 
   const batch<double> xd = ramp<double>({1, 1, 3, 3});
   data::write_npy(dir / "xd.npy", xd);
-  REQUIRE(run(dir, "corrupt --op scale --level=0.25 --adjoint --in " + q(dir / "xd.npy") + " --out " +
+  REQUIRE(run_tool(dir, "corrupt --op scale --level=0.25 --adjoint --in " + q(dir / "xd.npy") + " --out " +
                        q(dir / "yd.npy")).status == 0);
   CHECK(data::read_npy_header(dir / "yd.npy").dtype == data::npy_dtype::float64);
   const batch<double> yd = data::read_npy_batch<double>(dir / "yd.npy");
   for (std::size_t i = 0; i < xd.size(); ++i) CHECK(yd.data()[i] == Approx(0.25 * xd.data()[i]).epsilon(1e-15));
 
-  REQUIRE(run(dir, "corrupt --op identity --level 3 --in " + q(dir / "xd.npy") + " --out " + q(dir / "id.npy"))
+  REQUIRE(run_tool(dir, "corrupt --op identity --level 3 --in " + q(dir / "xd.npy") + " --out " + q(dir / "id.npy"))
               .status == 0);
   CHECK(bool(data::read_npy_batch<double>(dir / "id.npy") == xd));
 }
@@ -127,7 +108,7 @@ TEST_CASE("cli: corrupt equals the library's apply and apply_adjoint", "[cli]") 
   const batch<float> x = ramp<float>({2, 1, 9, 7});
   data::write_npy(dir / "x.npy", x);
   auto via_tool = [&](const std::string& options) {
-    const result r = run(dir, "corrupt " + options + " --in " + q(dir / "x.npy") + " --out " + q(dir / "y.npy"));
+    const result r = run_tool(dir, "corrupt " + options + " --in " + q(dir / "x.npy") + " --out " + q(dir / "y.npy"));
     INFO(options << "\n" << r.out << r.err);
     REQUIRE(r.status == 0);
     return data::read_npy_batch<float>(dir / "y.npy");
@@ -158,7 +139,7 @@ TEST_CASE("cli: corrupt reports bad names, levels, options and files", "[cli]") 
   data::write_npy(dir / "x.npy", ramp<float>({1, 1, 4, 4}));
   const std::string io = " --in " + q(dir / "x.npy") + " --out " + q(dir / "y.npy");
   auto expect_failure = [&](const std::string& args, int status, const std::string& message) {
-    const result r = run(dir, args);
+    const result r = run_tool(dir, args);
     INFO(args << "\n" << r.out << r.err);
     CHECK(r.status == status);
     CHECK(contains(r.err, message));
@@ -182,7 +163,7 @@ TEST_CASE("cli: corrupt reports bad names, levels, options and files", "[cli]") 
   expect_failure("corrupt --op mask --level 0.5" + bad_in(dir / "missing.npy"), 1, "missing.npy: cannot read");
   std::ofstream(dir / "junk.npy") << "this is not numpy";
   expect_failure("corrupt --op mask --level 0.5" + bad_in(dir / "junk.npy"), 1, "junk.npy: not a .npy file");
-  const std::string good = slurp(dir / "x.npy");
+  const std::string good = read_text(dir / "x.npy");
   std::ofstream(dir / "cut.npy", std::ios::binary) << good.substr(0, good.size() - 5);
   expect_failure("corrupt --op mask --level 0.5" + bad_in(dir / "cut.npy"), 1, "cut.npy: truncated .npy data");
   const std::vector<float> flat{1, 2, 3, 4};
@@ -206,7 +187,7 @@ TEST_CASE("cli: forward-process writes a strip of the right size starting at x_0
   test::temp_dir dir("cli-fp");
   batch<float> x = ramp<float>({3, 1, 8, 8});
   data::write_npy(dir / "x.npy", x);
-  const result r = run(dir, "forward-process --in " + q(dir / "x.npy") + " --image-index 2 --steps 4 --half-size 4 "
+  const result r = run_tool(dir, "forward-process --in " + q(dir / "x.npy") + " --image-index 2 --steps 4 --half-size 4 "
                                                                           "--out " + q(dir / "strip.png"));
   INFO(r.out << r.err);
   REQUIRE(r.status == 0);
@@ -225,7 +206,7 @@ TEST_CASE("cli: forward-process writes a strip of the right size starting at x_0
 
   const batch<float> rgb = ramp<float>({1, 3, 5, 6});
   data::write_npy(dir / "rgb.npy", rgb);
-  REQUIRE(run(dir, "forward-process --in " + q(dir / "rgb.npy") + " --op mask --steps 3 --padding 0 --out " +
+  REQUIRE(run_tool(dir, "forward-process --in " + q(dir / "rgb.npy") + " --op mask --steps 3 --padding 0 --out " +
                        q(dir / "rgb.png")).status == 0);
   CHECK(shape_of(data::read_png<float>(dir / "rgb.png")) == shape4{1, 3, 5, 18});
 }
@@ -235,7 +216,7 @@ TEST_CASE("cli: forward-process reads IDX data and tabulated schedules", "[cli]"
   test::bytes idx{0, 0, 8, 3, 0, 0, 0, 2, 0, 0, 0, 4, 0, 0, 0, 6};
   for (int i = 0; i < 2 * 4 * 6; ++i) idx.push_back(static_cast<std::uint8_t>(i * 5));
   test::write_gzip(dir / "images.gz", idx);
-  const result r = run(dir, "forward-process --data " + q(dir / "images.gz") +
+  const result r = run_tool(dir, "forward-process --data " + q(dir / "images.gz") +
                                 " --image-index 1 --op dct-blur --steps 5 --out " + q(dir / "idx.png"));
   INFO(r.out << r.err);
   REQUIRE(r.status == 0);
@@ -244,28 +225,100 @@ TEST_CASE("cli: forward-process reads IDX data and tabulated schedules", "[cli]"
   CHECK(strip(0, 0, 2, 2) == Approx((24 * 5) / 127.5 - 1).margin(1e-6));  // image 1's first pixel, t = 0
 
   schedule::tabulated({0.0, 1.0}, {0.0, 0.5}, {0.0, 0.2}, "mask").save_json(dir / "mask.json");
-  const result s = run(dir, "forward-process --data " + q(dir / "images.gz") + " --schedule " +
+  const result s = run_tool(dir, "forward-process --data " + q(dir / "images.gz") + " --schedule " +
                                 q(dir / "mask.json") + " --steps 3 --out " + q(dir / "sched.png"));
   INFO(s.out << s.err);
   REQUIRE(s.status == 0);
   CHECK(contains(s.out, "mask"));
   CHECK(shape_of(data::read_png<float>(dir / "sched.png")) == shape4{1, 1, 8, 3 * 8 + 2});
-  const result wrong = run(dir, "forward-process --data " + q(dir / "images.gz") + " --schedule " +
+  const result wrong = run_tool(dir, "forward-process --data " + q(dir / "images.gz") + " --schedule " +
                                     q(dir / "mask.json") + " --op dct-blur --out " + q(dir / "w.png"));
   CHECK(wrong.status == 2);
   CHECK(contains(wrong.err, "is for operator 'mask'"));
 
-  const result missing = run(dir, "forward-process --data " + q(dir / "nope.gz") + " --out " + q(dir / "m.png"));
+  const result missing = run_tool(dir, "forward-process --data " + q(dir / "nope.gz") + " --out " + q(dir / "m.png"));
   CHECK(missing.status == 1);
   CHECK(contains(missing.err, "nope.gz"));
   CHECK(contains(missing.err, "apt-get install dataset-fashion-mnist"));
-  const result range = run(dir, "forward-process --data " + q(dir / "images.gz") + " --image-index 7 --out " +
+  const result range = run_tool(dir, "forward-process --data " + q(dir / "images.gz") + " --image-index 7 --out " +
                                     q(dir / "m.png"));
   CHECK(range.status == 1);
   CHECK(contains(range.err, "--image-index 7 is out of range (2 images)"));
-  const result steps = run(dir, "forward-process --data " + q(dir / "images.gz") + " --steps 1 --out " +
+  const result steps = run_tool(dir, "forward-process --data " + q(dir / "images.gz") + " --steps 1 --out " +
                                     q(dir / "m.png"));
   CHECK(steps.status == 2);
   CHECK(contains(steps.err, "--steps"));
   CHECK(!fs::exists(dir / "m.png"));
+}
+
+namespace {
+
+/// A Fashion-MNIST-layout directory of n side x side images in two easy classes (label 3: a bright
+/// upper half, label 7: a bright lower half, with a seeded speckle), train and t10k splits.
+void write_two_class_idx(const fs::path& dir, std::uint32_t n_train, std::uint32_t n_test, std::uint32_t side) {
+  fs::create_directories(dir);
+  std::uint32_t state = 7;
+  for (const auto& [split, n] : {std::pair<std::string, std::uint32_t>{"train", n_train}, {"t10k", n_test}}) {
+    test::bytes img{0, 0, 8, 3}, lab{0, 0, 8, 1};
+    test::append_be32(img, n);
+    test::append_be32(img, side);
+    test::append_be32(img, side);
+    test::append_be32(lab, n);
+    for (std::uint32_t i = 0; i < n; ++i) {
+      const bool upper = i % 2 == 0;
+      lab.push_back(upper ? 3 : 7);
+      for (std::uint32_t r = 0; r < side; ++r)
+        for (std::uint32_t c = 0; c < side; ++c) {
+          state = state * 1103515245u + 12345u;
+          const bool bright = (r < side / 2) == upper;
+          img.push_back(static_cast<std::uint8_t>((bright ? 180 : 30) + (state >> 16) % 60));
+        }
+    }
+    test::write_bytes(dir / (split + "-images-idx3-ubyte"), img);
+    test::write_bytes(dir / (split + "-labels-idx1-ubyte"), lab);
+  }
+}
+
+}  // namespace
+
+TEST_CASE("cli: train-classifier learns labels, records its test accuracy, is reproducible", "[cli]") {
+  test::temp_dir dir("cli-classifier");
+  const fs::path data = dir / "two-class";
+  write_two_class_idx(data, 48, 24, 12);
+  const std::string common = " --data " + q(data) + " --epochs 12 --batch 8 --lr 1e-2 --ema-decay 0 --report-every 20";
+  const result r = run_tool(dir, "train-classifier --out " + q(dir / "a.safetensors") + common,
+                            "OMP_NUM_THREADS=2 OMP_WAIT_POLICY=passive");
+  INFO(r.out << r.err);
+  REQUIRE(r.status == 0);
+  CHECK(contains(r.out, "test accuracy"));
+  const auto a = nn::classifier<float>::load(dir / "a.safetensors");
+  CHECK(a.config().height == 12);
+  CHECK(a.config().width == 12);
+  const double accuracy = a.info().at("test_accuracy").get<double>();
+  CHECK(accuracy >= 0.9);  // two classes a glance apart
+  CHECK(a.info().at("test_images").get<std::size_t>() == 24);
+
+  // the same seed and configuration give the same weights (features of the test images)
+  REQUIRE(run_tool(dir, "train-classifier --out " + q(dir / "b.safetensors") + common,
+                   "OMP_NUM_THREADS=2 OMP_WAIT_POLICY=passive")
+              .status == 0);
+  auto b = nn::classifier<float>::load(dir / "b.safetensors");
+  auto a2 = nn::classifier<float>::load(dir / "a.safetensors");
+  const auto images = data::read_fashion_mnist<float>("t10k", data).images;
+  const xt::xtensor<float, 2> fa = a2.features(images), fb = b.features(images);
+  CHECK(fa == fb);
+
+  // bad input: a missing directory, labels that do not match the images, a non-positive rate
+  const result missing = run_tool(dir, "train-classifier --data " + q(dir / "nowhere") + " --out " + q(dir / "c.safetensors"));
+  CHECK(missing.status == 1);
+  CHECK(contains(missing.err, "does not exist"));
+  test::bytes lab{0, 0, 8, 1};
+  test::append_be32(lab, 5);
+  for (int i = 0; i < 5; ++i) lab.push_back(1);
+  test::write_bytes(data / "train-labels-idx1-ubyte", lab);
+  const result mismatch = run_tool(dir, "train-classifier --out " + q(dir / "d.safetensors") + common);
+  CHECK(mismatch.status == 1);
+  CHECK(contains(mismatch.err, "48 images"));
+  CHECK(!fs::exists(dir / "d.safetensors"));
+  CHECK(run_tool(dir, "train-classifier --lr 0 --out " + q(dir / "e.safetensors")).status == 2);
 }

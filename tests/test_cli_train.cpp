@@ -12,8 +12,7 @@
 #include <iterator>
 #include <string>
 
-#include <sys/wait.h>
-
+#include "support/cli_runner.hpp"
 #include "support/data_files.hpp"
 #include "softdiff/data/npy.hpp"
 #include "softdiff/data/safetensors.hpp"
@@ -23,33 +22,12 @@ using namespace softdiff;
 
 namespace {
 
-const std::string tool = SOFTDIFF_BINARY_DIR "/examples/softdiff";
+using result = test::cli_result;
+using test::contains;
+using test::q;
+using test::run_tool;
+using test::read_text;
 
-struct result {
-  int status = -1;
-  std::string out, err;
-};
-
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
-
-/// Runs `[env] softdiff <args>` with stdout and stderr captured in files of `dir`.
-result run(const test::temp_dir& dir, const std::string& args, const std::string& env = "") {
-  const fs::path out = dir / "stdout.txt", err = dir / "stderr.txt";
-  const std::string cmd = env + " '" + tool + "' " + args + " >'" + out.string() + "' 2>'" + err.string() + "'";
-  const int raw = std::system(cmd.c_str());
-  result r;
-  r.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : 128 + (WIFSIGNALED(raw) ? WTERMSIG(raw) : 0);
-  r.out = slurp(out);
-  r.err = slurp(err);
-  return r;
-}
-
-std::string q(const fs::path& p) { return "'" + p.string() + "'"; }
-
-bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
 
 /// n smooth c x h x w images in [-1, 1], as a float .npy file.
 fs::path write_images(const test::temp_dir& dir, const std::string& name, std::size_t n, std::size_t c, std::size_t h,
@@ -71,13 +49,13 @@ nlohmann::json softdiff_meta(const fs::path& ckpt) {
 }  // namespace
 
 TEST_CASE("cli train: checkpoints, sample grids, progress, exact resume", "[cli][train]") {
-  REQUIRE(fs::exists(tool));
+  REQUIRE(fs::exists(test::tool_path));
   test::temp_dir dir("cli-train");
   const fs::path data = write_images(dir, "x.npy", 16, 1, 8, 8);
   const fs::path a = dir / "a", b = dir / "b";
   const std::string common = " --data " + q(data) + tiny_net + " --checkpoint-every 2 --sample-every 2";
 
-  result r = run(dir, "train --out " + q(a) + " --steps 4" + common);
+  result r = run_tool(dir, "train --out " + q(a) + " --steps 4" + common);
   INFO(r.out << r.err);
   REQUIRE(r.status == 0);
   CHECK(fs::exists(a / "checkpoint.safetensors"));
@@ -102,11 +80,11 @@ TEST_CASE("cli train: checkpoints, sample grids, progress, exact resume", "[cli]
   CHECK(f.contains("train.adam_m.conv_in.weight"));
 
   // resume to 7 steps == 7 steps in one go
-  r = run(dir, "train --out " + q(a) + " --steps 7 --data " + q(data));
+  r = run_tool(dir, "train --out " + q(a) + " --steps 7 --data " + q(data));
   INFO(r.out << r.err);
   REQUIRE(r.status == 0);
   CHECK(contains(r.err, "resuming at step 4"));
-  r = run(dir, "train --out " + q(b) + " --steps 7" + common);
+  r = run_tool(dir, "train --out " + q(b) + " --steps 7" + common);
   REQUIRE(r.status == 0);
   const data::safetensors_file fa = data::read_safetensors(a / "checkpoint.safetensors");
   const data::safetensors_file fb = data::read_safetensors(b / "checkpoint.safetensors");
@@ -116,13 +94,13 @@ TEST_CASE("cli train: checkpoints, sample grids, progress, exact resume", "[cli]
   for (const auto& [name, t] : fa.tensors) same += fb.contains(name) && fb.at(name).bytes == t.bytes;
   CHECK(same == fa.tensors.size());
 
-  r = run(dir, "train --out " + q(a) + " --steps 7");
+  r = run_tool(dir, "train --out " + q(a) + " --steps 7");
   CHECK(r.status == 0);
   CHECK(contains(r.out, "nothing to do"));
-  r = run(dir, "train --out " + q(a) + " --steps 9 --base-channels 16");
+  r = run_tool(dir, "train --out " + q(a) + " --steps 9 --base-channels 16");
   CHECK(r.status == 2);
   CHECK(contains(r.err, "--base-channels 16 differs from 8"));
-  r = run(dir, "train --out " + q(a) + " --steps 9 --max-level 3");
+  r = run_tool(dir, "train --out " + q(a) + " --steps 9 --max-level 3");
   CHECK(r.status == 2);
   CHECK(contains(r.err, "--max-level cannot change when resuming"));
 
@@ -130,7 +108,7 @@ TEST_CASE("cli train: checkpoints, sample grids, progress, exact resume", "[cli]
     const fs::path ckpt = a / "checkpoint.safetensors";
     for (const char* sampler : {"naive", "momentum", "pf-momentum", "ddim", "pc"}) {
       const fs::path png = dir / (std::string(sampler) + ".png");
-      r = run(dir, "sample --ckpt " + q(ckpt) + " --sampler " + sampler + " --steps 3 --count 5 --seed 1 --out " + q(png));
+      r = run_tool(dir, "sample --ckpt " + q(ckpt) + " --sampler " + sampler + " --steps 3 --count 5 --seed 1 --out " + q(png));
       INFO(sampler << "\n" << r.out << r.err);
       REQUIRE(r.status == 0);
       CHECK(fs::exists(png));
@@ -138,26 +116,26 @@ TEST_CASE("cli train: checkpoints, sample grids, progress, exact resume", "[cli]
       CHECK(shape_of(s) == shape4{5, 1, 8, 8});
       CHECK(std::all_of(s.begin(), s.end(), [](float v) { return std::isfinite(v); }));
     }
-    CHECK(run(dir, "sample --ckpt " + q(ckpt) + " --sampler euler --out " + q(dir / "e.png")).status == 2);
-    CHECK(run(dir, "sample --ckpt " + q(ckpt) + " --out " + q(dir / "e.jpg")).status == 2);
+    CHECK(run_tool(dir, "sample --ckpt " + q(ckpt) + " --sampler euler --out " + q(dir / "e.png")).status == 2);
+    CHECK(run_tool(dir, "sample --ckpt " + q(ckpt) + " --out " + q(dir / "e.jpg")).status == 2);
 
     const fs::path x = write_images(dir, "xt.npy", 2, 1, 8, 8);
-    REQUIRE(run(dir, "denoise --ckpt " + q(ckpt) + " --in " + q(x) + " --t 0.5 --output phi --out " + q(dir / "phi.npy")).status == 0);
-    REQUIRE(run(dir, "denoise --ckpt " + q(ckpt) + " --in " + q(x) + " --t 0.5 --output x0 --out " + q(dir / "x0.npy")).status == 0);
+    REQUIRE(run_tool(dir, "denoise --ckpt " + q(ckpt) + " --in " + q(x) + " --t 0.5 --output phi --out " + q(dir / "phi.npy")).status == 0);
+    REQUIRE(run_tool(dir, "denoise --ckpt " + q(ckpt) + " --in " + q(x) + " --t 0.5 --output x0 --out " + q(dir / "x0.npy")).status == 0);
     const batch<float> xin = data::read_npy_batch<float>(x), phi = data::read_npy_batch<float>(dir / "phi.npy"),
                        x0 = data::read_npy_batch<float>(dir / "x0.npy");
     REQUIRE(shape_of(phi) == shape_of(xin));
     for (std::size_t i = 0; i < x0.size(); ++i) CHECK(x0.data()[i] == Approx(phi.data()[i] + xin.data()[i]).margin(1e-6));
 
-    r = run(dir, "denoise --ckpt " + q(ckpt) + " --in " + q(write_images(dir, "x9.npy", 2, 1, 9, 9)) +
+    r = run_tool(dir, "denoise --ckpt " + q(ckpt) + " --in " + q(write_images(dir, "x9.npy", 2, 1, 9, 9)) +
                      " --t 0.5 --out " + q(dir / "y.npy"));
     CHECK(r.status == 1);
     CHECK(contains(r.err, "image size 9x9 is not a multiple of 2^(levels - 1) = 2"));
-    r = run(dir, "denoise --ckpt " + q(ckpt) + " --in " + q(write_images(dir, "x3.npy", 2, 3, 8, 8)) +
+    r = run_tool(dir, "denoise --ckpt " + q(ckpt) + " --in " + q(write_images(dir, "x3.npy", 2, 3, 8, 8)) +
                      " --t 0.5 --out " + q(dir / "y.npy"));
     CHECK(r.status == 1);
     CHECK(contains(r.err, "3 channels, but the checkpoint's network takes 1"));
-    CHECK(run(dir, "denoise --ckpt " + q(ckpt) + " --in " + q(x) + " --t 1.5 --out " + q(dir / "y.npy")).status == 2);
+    CHECK(run_tool(dir, "denoise --ckpt " + q(ckpt) + " --in " + q(x) + " --t 1.5 --out " + q(dir / "y.npy")).status == 2);
   }
 
   {  // a checkpoint whose configuration does not match its tensors is refused
@@ -166,7 +144,7 @@ TEST_CASE("cli train: checkpoints, sample grids, progress, exact resume", "[cli]
     for (const auto& [key, value] : fa.metadata) w.set_metadata(key, value);
     w.set_metadata("refunet_config", R"({"base_channels": 16, "channel_mult": [1, 2]})");
     w.write(dir / "other.safetensors");
-    r = run(dir, "sample --ckpt " + q(dir / "other.safetensors") + " --steps 2 --count 1 --out " + q(dir / "o.png"));
+    r = run_tool(dir, "sample --ckpt " + q(dir / "other.safetensors") + " --steps 2 --count 1 --out " + q(dir / "o.png"));
     CHECK(r.status == 1);
     CHECK(contains(r.err, "does not match the network"));
     CHECK(contains(r.err, "'conv_in.weight' has shape [8, 1, 3, 3] but the network expects [16, 1, 3, 3]"));
@@ -175,24 +153,24 @@ TEST_CASE("cli train: checkpoints, sample grids, progress, exact resume", "[cli]
 }
 
 TEST_CASE("cli train: bad input gives a clear error and a non-zero status", "[cli][train]") {
-  REQUIRE(fs::exists(tool));
+  REQUIRE(fs::exists(test::tool_path));
   test::temp_dir dir("cli-train-bad");
 
-  result r = run(dir, "train --out " + q(dir / "o"));
+  result r = run_tool(dir, "train --out " + q(dir / "o"));
   CHECK(r.status == 2);
   CHECK(contains(r.err, "--steps N or --minutes M"));
 
   const fs::path odd = write_images(dir, "x9.npy", 8, 1, 9, 9);
-  r = run(dir, "train --out " + q(dir / "odd") + " --steps 1 --data " + q(odd) + tiny_net);
+  r = run_tool(dir, "train --out " + q(dir / "odd") + " --steps 1 --data " + q(odd) + tiny_net);
   CHECK(r.status == 1);
   CHECK(contains(r.err, "image size 9x9 is not a multiple of 2^(levels - 1) = 2"));
-  r = run(dir, "train --out " + q(dir / "odd") + " --steps 1 --pad --data " + q(odd) + tiny_net);
+  r = run_tool(dir, "train --out " + q(dir / "odd") + " --steps 1 --pad --data " + q(odd) + tiny_net);
   INFO(r.err);
   CHECK(r.status == 0);
   CHECK(softdiff_meta(dir / "odd" / "checkpoint.safetensors")["image"] == nlohmann::json::array({1, 10, 10}));
 
   const std::string missing = (dir / "no-such-dir").string();
-  r = run(dir, "train --out " + q(dir / "m") + " --steps 1" + tiny_net, "SOFTDIFF_FASHION_MNIST_DIR='" + missing + "'");
+  r = run_tool(dir, "train --out " + q(dir / "m") + " --steps 1" + tiny_net, "SOFTDIFF_FASHION_MNIST_DIR='" + missing + "'");
   CHECK(r.status == 1);
   CHECK(contains(r.err, missing));
   CHECK(contains(r.err, "apt-get install dataset-fashion-mnist"));
@@ -201,7 +179,7 @@ TEST_CASE("cli train: bad input gives a clear error and a non-zero status", "[cl
   // the step before stays.
   const fs::path data = write_images(dir, "x.npy", 16, 1, 8, 8);
   const fs::path d = dir / "diverge";
-  r = run(dir, "train --out " + q(d) + " --steps 6 --lr 1e30 --warmup 0 --checkpoint-every 1 --data " + q(data) +
+  r = run_tool(dir, "train --out " + q(d) + " --steps 6 --lr 1e30 --warmup 0 --checkpoint-every 1 --data " + q(data) +
                    " --base-channels 8 --channel-mult 1,2 --batch 4 --sample-count 2 --sample-steps 2");
   INFO(r.err);
   CHECK(r.status == 1);

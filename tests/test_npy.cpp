@@ -8,30 +8,13 @@
 #include <string>
 #include <vector>
 
-#include <unistd.h>
-
+#include "support/data_files.hpp"
 #include "softdiff/data/npy.hpp"
 
 namespace fs = std::filesystem;
 using namespace softdiff;
 
 namespace {
-
-fs::path scratch_dir() {
-  fs::path d = fs::temp_directory_path() / ("softdiff_test_npy_" + std::to_string(::getpid()));
-  fs::create_directories(d);
-  return d;
-}
-
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
-
-void spit(const fs::path& p, const std::string& bytes) {
-  std::ofstream out(p, std::ios::binary);
-  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-}
 
 /// A version 1.0 file with the given dict text (padded to 64 bytes) and `data_bytes` of payload.
 std::string craft(const std::string& dict, std::size_t data_bytes, char major = 1) {
@@ -84,16 +67,18 @@ TEST_CASE("npy: reads float32 (v1.0) and float64 (v2.0) files written by numpy",
 }
 
 TEST_CASE("npy: the writer produces numpy's exact bytes", "[npy]") {
-  const fs::path dir = scratch_dir();
+  const test::temp_dir tmp("npy");
+  const fs::path& dir = tmp.path();
   batch<float> x(shape4{2, 1, 3, 4});
   for (std::size_t i = 0; i < x.size(); ++i) x.data()[i] = static_cast<float>(i);
   data::write_npy(dir / "mine.npy", x);
-  CHECK(slurp(dir / "mine.npy") == slurp(data_dir + "npy_arange_f4_2x1x3x4.npy"));
+  CHECK(test::read_text(dir / "mine.npy") == test::read_text(data_dir + "npy_arange_f4_2x1x3x4.npy"));
   fs::remove_all(dir);
 }
 
 TEST_CASE("npy: round trips for float, double, uint8 and any rank", "[npy]") {
-  const fs::path dir = scratch_dir();
+  const test::temp_dir tmp("npy");
+  const fs::path& dir = tmp.path();
   batch<double> x(shape4{3, 2, 5, 7});
   for (std::size_t i = 0; i < x.size(); ++i) x.data()[i] = std::sin(0.37 * static_cast<double>(i)) * 1e3;
   data::write_npy(dir / "d.npy", x);
@@ -139,9 +124,10 @@ TEST_CASE("npy: round trips for float, double, uint8 and any rank", "[npy]") {
 }
 
 TEST_CASE("npy: accepts hand-made headers numpy would also read", "[npy]") {
-  const fs::path dir = scratch_dir();
+  const test::temp_dir tmp("npy");
+  const fs::path& dir = tmp.path();
   // Keys in another order, double quotes, no trailing comma, '|u1'.
-  spit(dir / "a.npy", craft("{\"shape\": (2,), \"fortran_order\": False, \"descr\": \"|u1\"}", 2));
+  test::write_text(dir / "a.npy", craft("{\"shape\": (2,), \"fortran_order\": False, \"descr\": \"|u1\"}", 2));
   const auto a = data::read_npy<double>(dir / "a.npy");
   CHECK(a.shape == std::vector<std::size_t>{2});
   CHECK(a.data == std::vector<double>{0, 0});
@@ -149,10 +135,11 @@ TEST_CASE("npy: accepts hand-made headers numpy would also read", "[npy]") {
 }
 
 TEST_CASE("npy: malformed files raise softdiff::error naming the file and the problem", "[npy]") {
-  const fs::path dir = scratch_dir();
+  const test::temp_dir tmp("npy");
+  const fs::path& dir = tmp.path();
   const std::string good = "{'descr': '<f4', 'fortran_order': False, 'shape': (1, 1, 2, 2), }";
   auto check = [&](const std::string& name, const std::string& bytes, const std::string& problem) {
-    spit(dir / name, bytes);
+    test::write_text(dir / name, bytes);
     const std::string msg = error_of([&] { (void)data::read_npy_batch<float>(dir / name); });
     INFO(msg);
     CHECK(msg.find(name) != std::string::npos);
@@ -191,7 +178,8 @@ TEST_CASE("npy: malformed files raise softdiff::error naming the file and the pr
 }
 
 TEST_CASE("npy: write errors name the file and leave nothing behind", "[npy]") {
-  const fs::path dir = scratch_dir();
+  const test::temp_dir tmp("npy");
+  const fs::path& dir = tmp.path();
   const std::vector<float> v{1, 2, 3};
   const std::vector<std::size_t> wrong{2, 2};
   const std::string mismatch = error_of([&] { data::write_npy<float>(dir / "w.npy", v, wrong); });

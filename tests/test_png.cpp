@@ -9,30 +9,13 @@
 #include <string>
 #include <vector>
 
-#include <unistd.h>
-
+#include "support/data_files.hpp"
 #include "softdiff/data/png.hpp"
 
 namespace fs = std::filesystem;
 using namespace softdiff;
 
 namespace {
-
-fs::path scratch_dir() {
-  fs::path d = fs::temp_directory_path() / ("softdiff_test_png_" + std::to_string(::getpid()));
-  fs::create_directories(d);
-  return d;
-}
-
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
-
-void spit(const fs::path& p, const std::string& bytes) {
-  std::ofstream out(p, std::ios::binary);
-  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-}
 
 template <class F>
 std::string error_of(F&& f) {
@@ -69,7 +52,8 @@ batch<T> byte_valued(shape4 s, std::size_t salt) {
 }  // namespace
 
 TEMPLATE_TEST_CASE("png: gray and RGB round trips are exact on the 256 levels", "[png]", float, double) {
-  const fs::path dir = scratch_dir();
+  const test::temp_dir tmp("png");
+  const fs::path& dir = tmp.path();
   for (std::size_t c : {1u, 3u}) {
     const batch<TestType> x = byte_valued<TestType>({3, c, 5, 7}, c);
     data::write_png(dir / "one.png", x, 2);
@@ -85,7 +69,8 @@ TEMPLATE_TEST_CASE("png: gray and RGB round trips are exact on the 256 levels", 
 }
 
 TEST_CASE("png: values are clamped to [-1, 1] and mapped to round((v + 1) * 127.5)", "[png]") {
-  const fs::path dir = scratch_dir();
+  const test::temp_dir tmp("png");
+  const fs::path& dir = tmp.path();
   batch<float> x(shape4{1, 1, 1, 6});
   const float in[6] = {-3.0f, -1.0f, 0.0f, 0.5f, 1.0f, 7.0f};
   std::copy(in, in + 6, x.data());
@@ -97,7 +82,8 @@ TEST_CASE("png: values are clamped to [-1, 1] and mapped to round((v + 1) * 127.
 }
 
 TEST_CASE("png: grids and rows have torchvision's layout", "[png]") {
-  const fs::path dir = scratch_dir();
+  const test::temp_dir tmp("png");
+  const fs::path& dir = tmp.path();
   const batch<float> x = byte_valued<float>({7, 3, 4, 5}, 1);
   data::write_png_grid(dir / "g.png", x, 3, 2);
   const auto g = data::read_png<float>(dir / "g.png");
@@ -125,7 +111,8 @@ TEST_CASE("png: grids and rows have torchvision's layout", "[png]") {
 }
 
 TEST_CASE("png: reads gray+alpha, RGBA, palette and 16-bit files", "[png]") {
-  const fs::path dir = scratch_dir();
+  const test::temp_dir tmp("png");
+  const fs::path& dir = tmp.path();
   const std::uint8_t ga[] = {0, 255, 51, 0, 255, 128};  // (gray, alpha) x 3
   write_with_libpng(dir / "ga.png", PNG_FORMAT_GA, 3, 1, ga);
   const auto g = data::read_png<double>(dir / "ga.png");
@@ -165,14 +152,15 @@ TEST_CASE("png: reads gray+alpha, RGBA, palette and 16-bit files", "[png]") {
 }
 
 TEST_CASE("png: corrupt, truncated and missing files raise softdiff::error naming the file", "[png]") {
-  const fs::path dir = scratch_dir();
+  const test::temp_dir tmp("png");
+  const fs::path& dir = tmp.path();
   const batch<float> x = byte_valued<float>({1, 3, 32, 32}, 3);
   data::write_png(dir / "good.png", x, 0);
-  const std::string good = slurp(dir / "good.png");
+  const std::string good = test::read_text(dir / "good.png");
   REQUIRE(good.size() > 100);
 
   auto check = [&](const std::string& name, const std::string& bytes, const std::string& problem) {
-    spit(dir / name, bytes);
+    test::write_text(dir / name, bytes);
     const std::string msg = error_of([&] { (void)data::read_png<float>(dir / name); });
     INFO(msg);
     CHECK(msg.find(name) != std::string::npos);
@@ -197,7 +185,8 @@ TEST_CASE("png: corrupt, truncated and missing files raise softdiff::error namin
 }
 
 TEST_CASE("png: bad images to write raise softdiff::error and leave no file", "[png]") {
-  const fs::path dir = scratch_dir();
+  const test::temp_dir tmp("png");
+  const fs::path& dir = tmp.path();
   const batch<float> two(shape4{1, 2, 4, 4}, 0.0f);
   const std::string msg = error_of([&] { data::write_png(dir / "two.png", two, 0); });
   CHECK(msg.find("two.png") != std::string::npos);

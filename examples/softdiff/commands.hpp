@@ -16,6 +16,9 @@ int run_forward_process(const arguments& args);
 int run_train(const arguments& args);
 int run_sample(const arguments& args);
 int run_denoise(const arguments& args);
+int run_schedule(const arguments& args);
+int run_eval(const arguments& args);
+int run_train_classifier(const arguments& args);
 
 struct command {
   std::string_view name;
@@ -29,6 +32,11 @@ inline constexpr command command_table[] = {
     {"train", "train RefUNet with Soft Score Matching on images (checkpoints, sample grids, resume)", run_train},
     {"sample", "sample a PNG grid (and .npy) from a checkpoint with a chosen sampler", run_sample},
     {"denoise", "run a checkpoint's network on a .npy batch at time t: phi or E[x0 | x_t]", run_denoise},
+    {"schedule", "Wasserstein schedule of an operator's levels on a data slice (JSON and a plot)",
+     run_schedule},
+    {"eval", "Frechet distance, sliced W, precision/recall against NFE per sampler and step count", run_eval},
+    {"train-classifier", "train the evaluation classifier on Fashion-MNIST labels (weights + test accuracy)",
+     run_train_classifier},
 };
 
 }  // namespace softdiff::cli

@@ -13,13 +13,9 @@
 #include "args.hpp"
 #include "commands.hpp"
 #include "model_setup.hpp"
+#include "samplers.hpp"
 #include "softdiff/data/npy.hpp"
 #include "softdiff/data/png.hpp"
-#include "softdiff/sampler/ddim.hpp"
-#include "softdiff/sampler/momentum.hpp"
-#include "softdiff/sampler/naive.hpp"
-#include "softdiff/sampler/pf_momentum.hpp"
-#include "softdiff/sampler/predictor_corrector.hpp"
 
 namespace softdiff::cli {
 
@@ -36,14 +32,13 @@ int run_sample(const arguments& args) {
       .epilog("Example:\n  softdiff sample --ckpt run1/checkpoint.safetensors --sampler momentum --count 64 --out s.png\n");
   if (!a.parse(args, std::cout)) return 0;
   const std::string name = a.text("sampler");
-  if (name != "naive" && name != "momentum" && name != "pf-momentum" && name != "ddim" && name != "pc")
-    throw usage_error("unknown sampler '" + name + "' (known: naive, momentum, pf-momentum, ddim, pc)");
+  check_sampler_name(name);
   const auto steps = static_cast<std::size_t>(a.integer("steps", 1, 1000000));
   const auto count = static_cast<std::size_t>(a.integer("count", 1, 1 << 20));
   const auto seed = static_cast<std::uint64_t>(a.integer("seed", 0, std::numeric_limits<long>::max()));
   const double k_ratio = a.number("k-ratio");
   if (!(k_ratio >= 0 && k_ratio <= 1)) throw usage_error("--k-ratio must lie in [0, 1]");
-  if (a.given("k-ratio") && name != "ddim" && name != "pc") throw usage_error("--k-ratio applies to ddim and pc only");
+  if (a.given("k-ratio") && !sampler_takes_k_ratio(name)) throw usage_error("--k-ratio applies to ddim and pc only");
   std::size_t columns = 1;
   while (columns * columns < count) ++columns;
   if (a.given("columns")) columns = static_cast<std::size_t>(a.integer("columns", 1, 1 << 20));
@@ -54,22 +49,13 @@ int run_sample(const arguments& args) {
 
   loaded_model m = load_model(a.text("ckpt"));
   const auto t0 = std::chrono::steady_clock::now();
-  batch<float> x;
-  int per_step = 1;
-  if (name == "naive") x = m.model.sample<sampler::naive<float>>(count, steps, seed);
-  else if (name == "momentum") x = m.model.sample<sampler::momentum<float>>(count, steps, seed);
-  else if (name == "pf-momentum") x = m.model.sample<sampler::pf_momentum<float>>(count, steps, seed);
-  else if (name == "ddim") x = m.model.sample(count, steps, seed, sampler::ddim<float>(k_ratio));
-  else {
-    x = m.model.sample(count, steps, seed, sampler::predictor_corrector<float>(k_ratio));
-    per_step = 2;
-  }
+  const batch<float> x = draw_samples(m.model, name, count, steps, seed, k_ratio);
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   data::write_npy(npy, x);
   data::write_png_grid(png, x, columns);
   std::cout << "wrote " << png.string() << " and " << npy.string() << ": " << count << " samples, " << name << ", "
-            << steps << " steps (" << per_step * static_cast<int>(steps) - (per_step - 1)
-            << " network evaluations per sample at most), " << secs << " s; checkpoint step " << m.step << "\n";
+            << steps << " steps (" << network_evaluations(m.model, name, steps)
+            << " network evaluations per sample), " << secs << " s; checkpoint step " << m.step << "\n";
   return 0;
 }
 

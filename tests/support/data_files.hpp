@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -47,6 +48,18 @@ inline void write_bytes(const std::filesystem::path& p, const bytes& b) {
 inline bytes read_bytes(const std::filesystem::path& p) {
   std::ifstream in(p, std::ios::binary);
   return bytes(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+/// The whole file as a string (empty when it cannot be read).
+inline std::string read_text(const std::filesystem::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+inline void write_text(const std::filesystem::path& p, const std::string& s) {
+  std::ofstream out(p, std::ios::binary | std::ios::trunc);
+  out.write(s.data(), static_cast<std::streamsize>(s.size()));
+  if (!out) throw std::runtime_error("test: cannot write " + p.string());
 }
 
 inline void write_gzip(const std::filesystem::path& p, const bytes& b) {

@@ -1,0 +1,315 @@
+// softdiff eval: sample quality of a checkpoint for several samplers and step counts, in the
+// manner of Soft Diffusion's Figure 3 (FID against the number of function evaluations). For
+// each sampler and step count it draws K samples (same seed for every setting) and measures,
+// against held-out images (default: the Fashion-MNIST test split), the Frechet distance of the
+// penultimate features of a small classifier (nn/classifier.hpp), the sliced Wasserstein
+// distance in pixel space, and precision / recall on k-NN manifolds of the features
+// (metrics/sample_quality.hpp). Beside every result stands the floor: the Frechet distance of
+// K training images to the same held-out set. Writes metrics.csv, frechet_vs_nfe.png,
+// samples_<sampler>_<steps>.png of the best setting, nearest_neighbours.png (appendix F.4: the
+// best setting's samples beside their nearest training images) and summary.json.
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+#include <limits>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "args.hpp"
+#include "commands.hpp"
+#include "eval_report.hpp"
+#include "model_setup.hpp"
+#include "samplers.hpp"
+#include "softdiff/data/dataset.hpp"
+#include "softdiff/data/npy.hpp"
+#include "softdiff/data/png.hpp"
+#include "softdiff/metrics/sample_quality.hpp"
+#include "softdiff/nn/classifier.hpp"
+#if __has_include("classifier_path.hpp")
+#include "classifier_path.hpp"
+#endif
+#ifndef SOFTDIFF_DEFAULT_CLASSIFIER
+#define SOFTDIFF_DEFAULT_CLASSIFIER "models/fashion_mnist_classifier.safetensors"
+#endif
+
+namespace softdiff::cli {
+namespace {
+
+namespace fs = std::filesystem;
+
+/// The comma-separated items of option `name`; a usage_error for an empty item.
+std::vector<std::string> split_list(const std::string& text, const std::string& name) {
+  std::vector<std::string> items;
+  std::stringstream ss(text);
+  std::string item;
+  while (std::getline(ss, item, ',')) items.push_back(item);
+  if (text.empty() || text.back() == ',') items.push_back("");
+  for (const std::string& i : items)
+    if (i.empty()) throw usage_error("--" + name + " '" + text + "': empty item in the comma-separated list");
+  return items;
+}
+
+std::vector<std::string> sampler_list_option(const std::string& text) {
+  std::vector<std::string> names = split_list(text, "sampler");
+  for (std::size_t i = 0; i < names.size(); ++i) {
+    check_sampler_name(names[i]);
+    if (std::find(names.begin(), names.begin() + static_cast<std::ptrdiff_t>(i), names[i]) != names.begin() + static_cast<std::ptrdiff_t>(i))
+      throw usage_error("--sampler lists '" + names[i] + "' twice");
+  }
+  return names;
+}
+
+std::vector<std::size_t> steps_list_option(const std::string& text) {
+  std::vector<std::size_t> steps;
+  for (const std::string& s : split_list(text, "steps")) {
+    std::size_t used = 0;
+    long v = 0;
+    try {
+      v = std::stol(s, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used != s.size() || v < 1 || v > 100000)
+      throw usage_error("--steps '" + text + "': '" + s + "' is not a step count in [1, 100000]");
+    if (std::find(steps.begin(), steps.end(), static_cast<std::size_t>(v)) != steps.end())
+      throw usage_error("--steps lists " + s + " twice");
+    steps.push_back(static_cast<std::size_t>(v));
+  }
+  return steps;
+}
+
+/// Images of PATH: a float .npy batch, or anything data::load_dataset reads; `split` "test"
+/// picks the test split of an MNIST-layout directory (t10k-images-idx3-ubyte[.gz]) or of a
+/// CIFAR-10 directory (test_batch.bin).
+batch<float> load_images(const fs::path& path, std::size_t limit, const std::string& split, std::string& description) {
+  if (path.extension() == ".npy") {
+    batch<float> x = data::read_npy_batch<float>(path);
+    if (limit < x.shape()[0]) {
+      batch<float> head(shape4{limit, x.shape()[1], x.shape()[2], x.shape()[3]});
+      std::copy(x.data(), x.data() + head.size(), head.data());
+      x = std::move(head);
+    }
+    description = ".npy batch (" + path.string() + ")";
+    return x;
+  }
+  std::error_code ec;
+  if (split == "test" && fs::is_directory(path, ec) && !data::detail::plain_or_gz(path, "t10k-images-idx3-ubyte").empty()) {
+    description = "idx test split (" + path.string() + ")";
+    return std::move(data::read_fashion_mnist<float>("test", path, limit).images);
+  }
+  if (split == "test" && fs::is_directory(path, ec) && !data::detail::plain_or_gz(path, "test_batch.bin").empty()) {
+    description = "cifar10 test (" + path.string() + ")";
+    return std::move(data::read_cifar10_dir<float>(path, "test", limit).images);
+  }
+  data::loaded_dataset<float> d = data::load_dataset<float>(path, limit);
+  description = d.description;
+  return std::move(d.images);
+}
+
+/// Throws naming both sides unless the images of `x` are C x H x W.
+void require_image_shape(const batch<float>& x, const shape4& want, const std::string& what, const std::string& ckpt) {
+  const shape4 s = shape_of(x);
+  detail::require(s[1] == want[1] && s[2] == want[2] && s[3] == want[3], what, " has images ", s[1], "x", s[2], "x",
+                  s[3], " but the checkpoint '", ckpt, "' makes ", want[1], "x", want[2], "x", want[3]);
+}
+
+std::string format_seconds(double s) {
+  char buf[32];
+  if (s < 120) std::snprintf(buf, sizeof buf, "%.1f s", s);
+  else std::snprintf(buf, sizeof buf, "%.0fm%02.0fs", std::floor(s / 60), std::fmod(s, 60.0));
+  return buf;
+}
+
+}  // namespace
+
+int run_eval(const arguments& args) {
+  arg_parser a("softdiff eval",
+               "sample quality against the number of network evaluations, per sampler and step count "
+               "(Frechet distance of classifier features, sliced Wasserstein, precision / recall)");
+  a.required("ckpt", "FILE", "checkpoint written by softdiff train")
+      .required("out", "DIR", "output directory: metrics.csv, frechet_vs_nfe.png, samples_*.png, "
+                              "nearest_neighbours.png, summary.json")
+      .option("sampler", "NAME[,NAME]", "samplers to compare: " + sampler_list(), "naive,momentum")
+      .option("steps", "N[,N]", "step counts (uniform grid from t = 1 to 0)", "10,20,50,100")
+      .option("count", "K", "samples per setting (and training images for the floor)", "500")
+      .option("reference", "N", "held-out images to compare with", "10000")
+      .option("test-data", "PATH", "held-out images: .npy batch, IDX file or directory (its test split), ...",
+              data::default_fashion_mnist_dir().string())
+      .option("train-data", "PATH", "training images, for the floor and the nearest neighbours "
+                                    "(default: the checkpoint's data)")
+      .option("classifier", "FILE", "feature classifier (softdiff train-classifier)", SOFTDIFF_DEFAULT_CLASSIFIER)
+      .option("seed", "S", "seed of the samples (the same for every setting)", "0")
+      .option("k-ratio", "R", "ddim and pc: noise k = R * sigma_{t'} of eq. 52, R in [0, 1]", "0")
+      .option("neighbours", "k", "k of the k-NN manifolds of precision and recall", "3")
+      .option("grid-rows", "N", "samples shown in nearest_neighbours.png (5 neighbours each)", "8")
+      .epilog("The floor (frechet_floor) is the Frechet distance of K training images to the same held-out\n"
+              "images: a model that reproduced the data distribution would score about that.\n\n"
+              "Example:\n  softdiff eval --ckpt run1/checkpoint.safetensors --sampler naive,momentum --steps 10,20,50 "
+              "--count 500 --out eval1\n");
+  if (!a.parse(args, std::cout)) return 0;
+  const std::vector<std::string> samplers = sampler_list_option(a.text("sampler"));
+  const std::vector<std::size_t> steps = steps_list_option(a.text("steps"));
+  const auto neighbours = static_cast<std::size_t>(a.integer("neighbours", 1, 1000));
+  const auto count = static_cast<std::size_t>(a.integer("count", 2, 1 << 20));
+  if (count <= neighbours)
+    throw usage_error("--count " + std::to_string(count) + " must exceed --neighbours " + std::to_string(neighbours));
+  const auto reference = static_cast<std::size_t>(a.integer("reference", 1, 1 << 24));
+  if (reference < count)
+    throw usage_error("--reference " + std::to_string(reference) + " is smaller than --count " + std::to_string(count));
+  const auto seed = static_cast<std::uint64_t>(a.integer("seed", 0, std::numeric_limits<long>::max()));
+  const double k_ratio = a.number("k-ratio");
+  if (!(k_ratio >= 0 && k_ratio <= 1)) throw usage_error("--k-ratio must lie in [0, 1]");
+  if (a.given("k-ratio") && std::none_of(samplers.begin(), samplers.end(), sampler_takes_k_ratio))
+    throw usage_error("--k-ratio applies to ddim and pc only");
+  const auto grid_rows = static_cast<std::size_t>(a.integer("grid-rows", 1, 1000));
+  const fs::path out = a.text("out");
+  const std::string ckpt = a.text("ckpt");
+  const fs::path classifier_file = a.text("classifier");
+
+  // everything is read and checked before the first sample is drawn
+  loaded_model m = load_model(ckpt);
+  const std::vector<std::size_t> image = m.description.value("image", std::vector<std::size_t>{});
+  detail::require(image.size() == 3, "checkpoint '", ckpt, "': its metadata lacks \"image\": [C, H, W]");
+  const shape4 want{0, image[0], image[1], image[2]};
+  detail::require(fs::exists(classifier_file), "classifier '", classifier_file.string(),
+                  "' does not exist; train one with `softdiff train-classifier` or pass --classifier FILE");
+  nn::classifier<float> classifier = nn::classifier<float>::load(classifier_file);
+  const nn::classifier_config& cc = classifier.config();
+  detail::require(cc.in_channels == image[0] && cc.height == image[1] && cc.width == image[2], "classifier '",
+                  classifier_file.string(), "' takes ", cc.in_channels, "x", cc.height, "x", cc.width,
+                  " images but the checkpoint '", ckpt, "' makes ", image[0], "x", image[1], "x", image[2]);
+
+  const bool pad = m.description.value("pad", false);
+  std::string test_description, train_description;
+  batch<float> held_out = load_images(a.text("test-data"), reference, "test", test_description);
+  fs::path train_path;
+  if (a.given("train-data")) train_path = a.text("train-data");
+  else {
+    train_path = m.description.value("data", std::string());
+    detail::require(!train_path.empty(), "checkpoint '", ckpt, "' does not name its training data; pass --train-data");
+  }
+  batch<float> training = load_images(train_path, data::no_limit, "train", train_description);
+  if (pad) {
+    held_out = data::pad_to_multiple(held_out, m.net.size_multiple());
+    training = data::pad_to_multiple(training, m.net.size_multiple());
+  }
+  require_image_shape(held_out, want, "the held-out data " + test_description, ckpt);
+  require_image_shape(training, want, "the training data " + train_description, ckpt);
+  detail::require(held_out.shape()[0] >= count, "the held-out data ", test_description, " has ", held_out.shape()[0],
+                  " images, fewer than --count ", count);
+  detail::require(training.shape()[0] >= count, "the training data ", train_description, " has ",
+                  training.shape()[0], " images, fewer than --count ", count);
+
+  std::error_code ec;
+  fs::create_directories(out, ec);
+  detail::require(fs::is_directory(out), "cannot create the output directory '", out.string(), "'");
+
+  std::cerr << "eval: " << ckpt << " (step " << m.step << "), " << count << " samples per setting, "
+            << held_out.shape()[0] << " held-out images (" << test_description << "), classifier "
+            << classifier_file.string() << " (" << classifier.feature_count() << " features)\n";
+  auto t0 = std::chrono::steady_clock::now();
+  metrics::sample_quality_options qo;
+  qo.neighbours = neighbours;
+  metrics::sample_quality_reference<float> ref(
+      held_out, training, [&classifier](const batch<float>& x) { return classifier.features(x); }, count, qo);
+  std::cerr << "eval: reference statistics in "
+            << format_seconds(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count())
+            << "; floor (train vs held-out): Frechet " << number_cell(ref.frechet_floor()) << ", sliced W "
+            << number_cell(ref.sliced_w_floor()) << "\n";
+
+  // settings in order; the estimated remaining time counts network evaluations
+  std::size_t total_nfe = 0, done_nfe = 0;
+  for (const std::string& s : samplers)
+    for (const std::size_t n : steps) total_nfe += network_evaluations(m.model, s, n);
+  std::vector<eval_row> rows;
+  batch<float> best_samples;
+  double sampling_seconds = 0;
+  const std::size_t settings = samplers.size() * steps.size();
+  for (const std::string& s : samplers)
+    for (const std::size_t n : steps) {
+      eval_row r{s, n, network_evaluations(m.model, s, n), {}, 0};
+      std::cerr << "eval: [" << rows.size() + 1 << "/" << settings << "] " << s << ", " << n << " steps (NFE "
+                << r.nfe << ") ..." << std::flush;
+      t0 = std::chrono::steady_clock::now();
+      batch<float> x;
+      try {
+        x = draw_samples(m.model, s, count, n, seed, k_ratio);
+      } catch (const error& e) {
+        std::cerr << "\n";
+        throw error(detail::concat("sampler ", s, " with ", n, " steps failed: ", e.what()));
+      }
+      r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      for (std::size_t i = 0; i < x.size(); ++i)
+        if (!std::isfinite(x.data()[i])) {
+          std::cerr << "\n";
+          throw error(detail::concat("sampler ", s, " with ", n, " steps produced a non-finite value (", x.data()[i],
+                                     ") in sample ", i / (x.size() / count), " of ", count,
+                                     "; no metrics for this setting (try more steps or another sampler)"));
+        }
+      r.quality = ref.evaluate(x);
+      rows.push_back(r);
+      if (best_row(rows) == rows.size() - 1) best_samples = x;
+      sampling_seconds += r.seconds;
+      done_nfe += r.nfe;
+      const double eta = sampling_seconds / static_cast<double>(done_nfe) * static_cast<double>(total_nfe - done_nfe);
+      std::cerr << " Frechet " << number_cell(r.quality.frechet) << " (floor " << number_cell(r.quality.frechet_floor)
+                << "), sliced W " << number_cell(r.quality.sliced_w) << ", precision "
+                << number_cell(r.quality.precision) << ", recall " << number_cell(r.quality.recall) << "; "
+                << format_seconds(r.seconds) << (done_nfe < total_nfe ? ", about " + format_seconds(eta) + " left" : "")
+                << "\n";
+      write_metrics_csv(out / "metrics.csv", rows);  // partial results survive an interrupted run
+    }
+
+  const eval_row& best = rows[best_row(rows)];
+  const std::string best_name = best.sampler + "_" + std::to_string(best.steps);
+  write_frechet_plot(out / "frechet_vs_nfe.png", rows,
+                     "Frechet distance vs NFE, step " + std::to_string(m.step) + ", " + std::to_string(count) +
+                         " samples");
+  std::size_t columns = 1;
+  const std::size_t shown = std::min<std::size_t>(count, 64);
+  while (columns * columns < shown) ++columns;
+  batch<float> head(shape4{shown, image[0], image[1], image[2]});
+  std::copy(best_samples.data(), best_samples.data() + head.size(), head.data());
+  data::write_png_grid(out / ("samples_" + best_name + ".png"), head, columns);
+  const std::size_t grid_count = std::min(grid_rows, count);
+  batch<float> grid_samples(shape4{grid_count, image[0], image[1], image[2]});
+  std::copy(best_samples.data(), best_samples.data() + grid_samples.size(), grid_samples.data());
+  const std::size_t k_grid = std::min<std::size_t>(5, training.shape()[0]);
+  const metrics::neighbours nn = write_neighbour_grid(out / "nearest_neighbours.png", grid_samples, training, k_grid);
+
+  nlohmann::json summary = {{"checkpoint", fs::absolute(ckpt).lexically_normal().string()},
+                            {"checkpoint_step", m.step},
+                            {"image", image},
+                            {"count", count},
+                            {"seed", seed},
+                            {"k_ratio", k_ratio},
+                            {"neighbours", neighbours},
+                            {"held_out", {{"data", test_description}, {"images", held_out.shape()[0]}}},
+                            {"training", {{"data", train_description}, {"images", training.shape()[0]}}},
+                            {"classifier", {{"file", classifier_file.string()}, {"info", classifier.info()}}},
+                            {"frechet_floor", ref.frechet_floor()},
+                            {"sliced_w_floor", ref.sliced_w_floor()},
+                            {"results", nlohmann::json::array()},
+                            {"best", row_json(best)},
+                            {"best_samples", "samples_" + best_name + ".png"}};
+  for (const eval_row& r : rows) summary["results"].push_back(row_json(r));
+  std::vector<double> nearest(grid_count);
+  for (std::size_t i = 0; i < grid_count; ++i) nearest[i] = nn.nearest_distance(i);
+  summary["nearest_training_distance"] = nearest;
+  write_text_file(out / "summary.json", summary.dump(2) + "\n");
+
+  std::cout << "wrote " << (out / "metrics.csv").string() << ", frechet_vs_nfe.png, samples_" << best_name
+            << ".png, nearest_neighbours.png, summary.json\n"
+            << "best: " << best.sampler << " " << best.steps << " steps, NFE " << best.nfe << ", Frechet "
+            << number_cell(best.quality.frechet) << " (floor " << number_cell(best.quality.frechet_floor) << ")\n";
+  return 0;
+}
+
+}  // namespace softdiff::cli

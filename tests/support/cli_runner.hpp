@@ -1,0 +1,40 @@
+#pragma once
+// Runs the built softdiff tool (examples/softdiff) as a separate process for the tests/test_cli*
+// files: exit status, stdout and stderr captured through files of a test::temp_dir.
+#include <cstdlib>
+#include <filesystem>
+#include <string>
+
+#include <sys/wait.h>
+
+#include "data_files.hpp"
+
+namespace softdiff::test {
+
+inline const std::string tool_path = SOFTDIFF_BINARY_DIR "/examples/softdiff";
+
+struct cli_result {
+  int status = -1;  // exit status; 128 + signal number when killed by a signal
+  std::string out, err;
+};
+
+/// `p` quoted for the shell.
+[[nodiscard]] inline std::string q(const std::filesystem::path& p) { return "'" + p.string() + "'"; }
+
+[[nodiscard]] inline bool contains(const std::string& s, const std::string& part) {
+  return s.find(part) != std::string::npos;
+}
+
+/// Runs `[env] softdiff <args>` with stdout and stderr captured in files of `dir`.
+inline cli_result run_tool(const temp_dir& dir, const std::string& args, const std::string& env = "") {
+  const std::filesystem::path out = dir / "stdout.txt", err = dir / "stderr.txt";
+  const std::string cmd = env + " " + q(tool_path) + " " + args + " >" + q(out) + " 2>" + q(err);
+  const int raw = std::system(cmd.c_str());
+  cli_result r;
+  r.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : 128 + (WIFSIGNALED(raw) ? WTERMSIG(raw) : 0);
+  r.out = read_text(out);
+  r.err = read_text(err);
+  return r;
+}
+
+}  // namespace softdiff::test
