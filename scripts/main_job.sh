@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job: build the softdiff tool, train a small Soft Diffusion model (heat blur +
-# noise) on Fashion-MNIST for a bounded time, sample with the momentum sampler, and write a
-# sample grid and a forward-process strip.
+# noise) on Fashion-MNIST for a bounded time, sample with the momentum and the naive sampler,
+# write sample grids and a forward-process strip, and measure sample quality against held-out
+# images (softdiff eval: Frechet distance in the committed classifier's features vs NFE).
 #   SOFTDIFF_MINUTES    training time in minutes (default 10)
 #   SOFTDIFF_OUT        output directory (default out/main_job); an existing run there is resumed
 #   SOFTDIFF_BUILD_DIR  CMake build directory (default build)
@@ -29,4 +30,7 @@ mkdir -p "$out"
   --out "$out/samples.png"
 "$tool" sample --ckpt "$out/checkpoint.safetensors" --sampler naive --steps 100 --count 64 --seed 2 \
   --out "$out/samples_naive.png"
-echo "wrote $out/forward_process.png, $out/samples.png (momentum) and $out/samples_naive.png (naive)"
+"$tool" eval --ckpt "$out/checkpoint.safetensors" --sampler naive,momentum --steps 20,50,100 --count 256 \
+  --seed 3 --out "$out/eval"
+echo "wrote $out/forward_process.png, $out/samples.png (momentum), $out/samples_naive.png (naive)" \
+  "and $out/eval/ (metrics.csv, frechet_vs_nfe.png, nearest_neighbours.png)"

@@ -123,4 +123,14 @@ concept Sampler = SamplingModel<M> && requires(S& s, M& model, batch<typename M:
   s.step(model, x, t, t, noise);
 };
 
+/// A feature extractor for sample-quality metrics (metrics/sample_quality.hpp): images
+/// [N, C, H, W] -> one row of feature_count() features per image, [N, F]; nn::classifier models
+/// it with its penultimate layer.
+template <class F>
+concept FeatureExtractor = requires(F& f, const F& cf, const batch<typename F::scalar_type>& x) {
+  typename F::scalar_type;
+  { f.features(x) } -> std::same_as<xt::xtensor<typename F::scalar_type, 2>>;
+  { cf.feature_count() } -> std::convertible_to<std::size_t>;
+};
+
 }  // namespace softdiff
