@@ -25,6 +25,7 @@
 #include "args.hpp"
 #include "commands.hpp"
 #include "eval_report.hpp"
+#include "image_input.hpp"
 #include "model_setup.hpp"
 #include "samplers.hpp"
 #include "softdiff/data/dataset.hpp"
@@ -83,34 +84,6 @@ std::vector<std::size_t> steps_list_option(const std::string& text) {
     steps.push_back(static_cast<std::size_t>(v));
   }
   return steps;
-}
-
-/// Images of PATH: a float .npy batch, or anything data::load_dataset reads; `split` "test"
-/// picks the test split of an MNIST-layout directory (t10k-images-idx3-ubyte[.gz]) or of a
-/// CIFAR-10 directory (test_batch.bin).
-batch<float> load_images(const fs::path& path, std::size_t limit, const std::string& split, std::string& description) {
-  if (path.extension() == ".npy") {
-    batch<float> x = data::read_npy_batch<float>(path);
-    if (limit < x.shape()[0]) {
-      batch<float> head(shape4{limit, x.shape()[1], x.shape()[2], x.shape()[3]});
-      std::copy(x.data(), x.data() + head.size(), head.data());
-      x = std::move(head);
-    }
-    description = ".npy batch (" + path.string() + ")";
-    return x;
-  }
-  std::error_code ec;
-  if (split == "test" && fs::is_directory(path, ec) && !data::detail::plain_or_gz(path, "t10k-images-idx3-ubyte").empty()) {
-    description = "idx test split (" + path.string() + ")";
-    return std::move(data::read_fashion_mnist<float>("test", path, limit).images);
-  }
-  if (split == "test" && fs::is_directory(path, ec) && !data::detail::plain_or_gz(path, "test_batch.bin").empty()) {
-    description = "cifar10 test (" + path.string() + ")";
-    return std::move(data::read_cifar10_dir<float>(path, "test", limit).images);
-  }
-  data::loaded_dataset<float> d = data::load_dataset<float>(path, limit);
-  description = d.description;
-  return std::move(d.images);
 }
 
 /// Throws naming both sides unless the images of `x` are C x H x W.
@@ -188,14 +161,14 @@ int run_eval(const arguments& args) {
 
   const bool pad = m.description.value("pad", false);
   std::string test_description, train_description;
-  batch<float> held_out = load_images(a.text("test-data"), reference, "test", test_description);
+  batch<float> held_out = load_images(a.text("test-data"), reference, test_description, "test");
   fs::path train_path;
   if (a.given("train-data")) train_path = a.text("train-data");
   else {
     train_path = m.description.value("data", std::string());
     detail::require(!train_path.empty(), "checkpoint '", ckpt, "' does not name its training data; pass --train-data");
   }
-  batch<float> training = load_images(train_path, data::no_limit, "train", train_description);
+  batch<float> training = load_images(train_path, data::no_limit, train_description);
   if (pad) {
     held_out = data::pad_to_multiple(held_out, m.net.size_multiple());
     training = data::pad_to_multiple(training, m.net.size_multiple());

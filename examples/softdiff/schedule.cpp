@@ -24,6 +24,7 @@
 
 #include "args.hpp"
 #include "commands.hpp"
+#include "image_input.hpp"
 #include "model_setup.hpp"
 #include "operators.hpp"
 #include "softdiff/data/dataset.hpp"
@@ -79,21 +80,6 @@ checkpoint_facts read_checkpoint_facts(const fs::path& path) {
 
 std::string shape_text(std::size_t c, std::size_t h, std::size_t w) {
   return std::to_string(c) + "x" + std::to_string(h) + "x" + std::to_string(w);
-}
-
-/// The first `limit` images of `path` (an .npy batch or anything data::load_dataset reads).
-batch<float> load_slice(const fs::path& path, std::size_t limit, std::string& description) {
-  if (path.extension() == ".npy") {
-    batch<float> x = data::read_npy_batch<float>(path);
-    description = ".npy batch (" + path.string() + ")";
-    if (limit >= x.shape()[0]) return x;
-    batch<float> head(shape4{limit, x.shape()[1], x.shape()[2], x.shape()[3]});
-    std::copy(x.data(), x.data() + head.size(), head.data());
-    return head;
-  }
-  data::loaded_dataset<float> d = data::load_dataset<float>(path, limit);
-  description = d.description;
-  return std::move(d.images);
 }
 
 /// Throws naming the image and pixel of the first value that is not finite.
@@ -217,7 +203,7 @@ int run_schedule(const arguments& args) {
                                              : data::default_fashion_mnist_dir();
 
   std::string description;
-  batch<float> slice = load_slice(data_path, static_cast<std::size_t>(slice_count), description);
+  batch<float> slice = load_images(data_path, static_cast<std::size_t>(slice_count), description);
   const shape4 s = shape_of(slice);
   detail::require(s[0] > 0, data_path.string(), ": no images, so the data slice is empty");
   if (ckpt)

@@ -20,6 +20,7 @@
 
 #include "args.hpp"
 #include "commands.hpp"
+#include "image_input.hpp"
 #include "model_setup.hpp"
 #include "operators.hpp"
 #include "softdiff/data/dataset.hpp"
@@ -59,23 +60,6 @@ std::string format_duration(double seconds) {
   if (s >= 3600) std::snprintf(buf, sizeof buf, "%ldh%02ldm", s / 3600, (s / 60) % 60);
   else std::snprintf(buf, sizeof buf, "%ldm%02lds", s / 60, s % 60);
   return buf;
-}
-
-/// The training images: --data (any path load_dataset reads, or a float .npy batch), else Fashion-MNIST.
-batch<float> load_images(const fs::path& path, std::size_t limit, std::string& description) {
-  if (path.extension() == ".npy") {
-    batch<float> x = data::read_npy_batch<float>(path);
-    if (limit < x.shape()[0]) {
-      batch<float> head(shape4{limit, x.shape()[1], x.shape()[2], x.shape()[3]});
-      std::copy(x.data(), x.data() + head.size(), head.data());
-      x = std::move(head);
-    }
-    description = ".npy batch (" + path.string() + ")";
-    return x;
-  }
-  data::loaded_dataset<float> d = data::load_dataset<float>(path, limit);
-  description = d.description;
-  return std::move(d.images);
 }
 
 /// Throws a usage error if option `name` was given with a value other than the checkpoint's.
