@@ -117,8 +117,11 @@ public:
     stage_ = stage;
     last_ = now;
     char line[160];
-    if (stage == "epsilon bisection")  // the search stops at its tolerance, long before max steps
+    if (stage == "epsilon bracket")  // doubling eps until a path of the target length exists
       std::snprintf(line, sizeof line, "softdiff schedule: %s, step %zu  (%.1f s)", stage_.c_str(), count_, now);
+    else if (stage == "epsilon bisection")  // the fraction counts against the steps the tolerance needs
+      std::snprintf(line, sizeof line, "softdiff schedule: %s, step %zu, about %3.0f%%  (%.1f s)", stage_.c_str(),
+                    count_, 100.0 * fraction, now);
     else
       std::snprintf(line, sizeof line, "softdiff schedule: %s %3.0f%%  (%.1f s)", stage_.c_str(), 100.0 * fraction, now);
     std::cerr << line << "\n" << std::flush;

@@ -238,20 +238,28 @@ template <class Distance>
   for (double guess = hi / static_cast<double>(K - 1); guess < hi && K > 2; guess *= 2) {
     const auto w = detail::greedy_forward(m, guess, max_hops);
     ++p.bisection_steps;
+    if (progress) progress("epsilon bracket", 0.0);
     if (w.reached) {
       hi = w.bottleneck;
       break;
     }
     lo = guess;
   }
+  // each step at least halves hi - lo, so about log2((hi - lo) / (tol hi)) steps remain: the
+  // progress fraction counts against that (capped at the step limit)
+  const double expected = std::min(
+      static_cast<double>(opt.max_bisection_steps - std::min(p.bisection_steps, opt.max_bisection_steps)),
+      std::max(1.0, std::ceil(std::log2(std::max(1.0, (hi - lo) / (opt.relative_tolerance * hi))))));
+  const std::size_t bracket_steps = p.bisection_steps;
   while (p.bisection_steps < opt.max_bisection_steps && hi - lo > opt.relative_tolerance * hi && K > 2) {
     const double mid = 0.5 * (lo + hi);
     const auto w = detail::greedy_forward(m, mid, max_hops);
     if (w.reached) hi = w.bottleneck;
     else lo = mid;
     ++p.bisection_steps;
-    if (progress) progress("epsilon bisection", static_cast<double>(p.bisection_steps) /
-                                                    static_cast<double>(opt.max_bisection_steps));
+    if (progress)
+      progress("epsilon bisection",
+               std::min(1.0, static_cast<double>(p.bisection_steps - bracket_steps) / std::max(1.0, expected)));
   }
   const double eps = hi;
 
