@@ -236,6 +236,22 @@ TEST_CASE("cli: forward-process reads IDX data and tabulated schedules", "[cli]"
   CHECK(wrong.status == 2);
   CHECK(contains(wrong.err, "is for operator 'mask'"));
 
+  // --min-level: the level just after the noise stage; mask grows linearly from it to --max-level
+  const result lo = run_tool(dir, "forward-process --data " + q(dir / "images.gz") +
+                                 " --op mask --min-level 0.25 --steps 6 --out " + q(dir / "lo.png"));
+  INFO(lo.out << lo.err);
+  REQUIRE(lo.status == 0);
+  CHECK(contains(lo.out, "  0.200  0.10000  0\n"));       // end of the noise stage: still the identity
+  CHECK(contains(lo.out, "  0.400  0.10000  0.4375\n"));  // 0.25 + (0.2 / 0.8) * 0.75
+  const result both = run_tool(dir, "forward-process --data " + q(dir / "images.gz") + " --schedule " +
+                                   q(dir / "mask.json") + " --min-level 0.1 --out " + q(dir / "b.png"));
+  CHECK(both.status == 2);
+  CHECK(contains(both.err, "--min-level and --max-level apply to the two-stage default"));
+  const result above = run_tool(dir, "forward-process --data " + q(dir / "images.gz") +
+                                    " --op mask --min-level 0.9 --max-level 0.5 --out " + q(dir / "a.png"));
+  CHECK(above.status == 1);
+  CHECK(contains(above.err, "level_max"));
+
   const result missing = run_tool(dir, "forward-process --data " + q(dir / "nope.gz") + " --out " + q(dir / "m.png"));
   CHECK(missing.status == 1);
   CHECK(contains(missing.err, "nope.gz"));

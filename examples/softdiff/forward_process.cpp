@@ -86,6 +86,7 @@ schedule::two_stage default_schedule(const arg_parser& a, const std::string& op,
     p.level_min = 0.0;
     p.level_max = op == "identity" ? 0.0 : (a.given("max-level") ? a.number("max-level") : 1.0);
   }
+  if (a.given("min-level")) p.level_min = a.number("min-level");
   return schedule::two_stage(p);
 }
 
@@ -105,6 +106,7 @@ int run_forward_process(const arguments& args) {
       .option("schedule", "FILE", "tabulated schedule (softdiff-schedule JSON) instead of the two-stage default; "
                                   "one operator (--op or the file's \"operator\")")
       .option("max-level", "L", "operator level at t = 1 (default: blur 23 * max(H, W) / 64, mask 1, scale 1)")
+      .option("min-level", "L", "operator level just after the noise stage (default: blur 0.01, mask and scale 0)")
       .option("sigma-min", "S", "noise sigma at the start of the noise stage", "0.01")
       .option("sigma-max", "S", "noise sigma held after the noise stage", "0.1")
       .option("noise-fraction", "F", "share of [0, 1] spent raising the noise", "0.2")
@@ -133,6 +135,8 @@ int run_forward_process(const arguments& args) {
       ops = {file_op};
     }
     if (ops.size() != 1) throw usage_error("--schedule gives the levels of one operator; pass a single --op");
+    if (a.given("max-level") || a.given("min-level"))
+      throw usage_error("--min-level and --max-level apply to the two-stage default, not to --schedule");
     if (!file_op.empty() && file_op != ops[0])
       throw usage_error("schedule " + a.text("schedule") + " is for operator '" + table->operator_name() +
                         "' but --op is '" + ops[0] + "'");
