@@ -7,6 +7,7 @@
 // lr_k = lr * min(1, k / warmup) and global gradient-norm clipping at max_norm
 // (torch.nn.utils.clip_grad_norm_: g <- g * min(1, max_norm / (||g|| + 1e-6))).
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -27,14 +28,25 @@ struct adam_config {
   double max_grad_norm = 1.0;        // <= 0 disables clipping
 };
 
-/// Global L2 norm of a gradient span, accumulated in double.
+/// Global L2 norm of a gradient span, accumulated in double: 64 contiguous blocks (fixed, not
+/// one per thread) summed in parallel, then added in block order, so the norm (and the clipping
+/// it decides) is bitwise the same for any thread count.
 template <class T>
 [[nodiscard]] double global_norm(std::span<const T> g) {
+  constexpr std::size_t blocks = 64;
   const T* p = g.data();
-  const auto n = static_cast<std::int64_t>(g.size());
+  const std::size_t n = g.size();
+  std::array<double, blocks> part{};
+  const auto count = static_cast<std::ptrdiff_t>(blocks);
+#pragma omp parallel for schedule(static) if (n > 65536)
+  for (std::ptrdiff_t b = 0; b < count; ++b) {
+    const std::size_t i0 = n * static_cast<std::size_t>(b) / blocks, i1 = n * static_cast<std::size_t>(b + 1) / blocks;
+    double s = 0;
+    for (std::size_t i = i0; i < i1; ++i) s += static_cast<double>(p[i]) * p[i];
+    part[static_cast<std::size_t>(b)] = s;
+  }
   double s = 0;
-#pragma omp parallel for reduction(+ : s) schedule(static) if (n > 65536)
-  for (std::int64_t i = 0; i < n; ++i) s += static_cast<double>(p[i]) * p[i];
+  for (double v : part) s += v;
   return std::sqrt(s);
 }
 

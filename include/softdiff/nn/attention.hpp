@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "softdiff/backend/cpu.hpp"
+#include "softdiff/nn/gemm.hpp"
 #include "softdiff/nn/layer_support.hpp"
 
 namespace softdiff::nn {
@@ -57,8 +58,8 @@ struct attention {
     for (std::ptrdiff_t n = 0; n < count; ++n) {
       const std::size_t off = static_cast<std::size_t>(n) * d * L;
       T* A = ap + static_cast<std::size_t>(n) * L * L;
-      backend::cpu::gemm<T>(true, false, int(L), int(L), int(d), scale, qp + off, int(L), kp + off, int(L), T(0), A,
-                            int(L));
+      detail::gemm<T>(true, false, int(L), int(L), int(d), scale, qp + off, int(L), kp + off, int(L), T(0), A,
+                      int(L));
       for (std::size_t i = 0; i < L; ++i) {
         T* row = A + i * L;
         T m = row[0];
@@ -73,8 +74,8 @@ struct attention {
 #pragma omp simd
         for (std::size_t j = 0; j < L; ++j) row[j] *= inv;
       }
-      backend::cpu::gemm<T>(false, true, int(d), int(L), int(L), T(1), vp + off, int(L), A, int(L), T(0), op + off,
-                            int(L));
+      detail::gemm<T>(false, true, int(d), int(L), int(L), T(1), vp + off, int(L), A, int(L), T(0), op + off,
+                      int(L));
     }
     return o;
   }
@@ -98,11 +99,11 @@ struct attention {
       const T* A = ap + static_cast<std::size_t>(n) * L * L;
       T* dS = ws + static_cast<std::size_t>(omp_get_thread_num()) * L * L;
       // dV = G A
-      backend::cpu::gemm<T>(false, false, int(d), int(L), int(L), T(1), gp + off, int(L), A, int(L), T(0), dvp + off,
-                            int(L));
+      detail::gemm<T>(false, false, int(d), int(L), int(L), T(1), gp + off, int(L), A, int(L), T(0), dvp + off,
+                      int(L));
       // dA = G^T V, then dS = A (dA - rowsum(A dA)) in place
-      backend::cpu::gemm<T>(true, false, int(L), int(L), int(d), T(1), gp + off, int(L), vp + off, int(L), T(0), dS,
-                            int(L));
+      detail::gemm<T>(true, false, int(L), int(L), int(d), T(1), gp + off, int(L), vp + off, int(L), T(0), dS,
+                      int(L));
       for (std::size_t i = 0; i < L; ++i) {
         const T* a = A + i * L;
         T* r = dS + i * L;
@@ -113,10 +114,10 @@ struct attention {
         for (std::size_t j = 0; j < L; ++j) r[j] = a[j] * (r[j] - dot);
       }
       // dQ = K dS^T / sqrt(d),  dK = Q dS / sqrt(d)
-      backend::cpu::gemm<T>(false, true, int(d), int(L), int(L), scale, kp + off, int(L), dS, int(L), T(0), dqp + off,
-                            int(L));
-      backend::cpu::gemm<T>(false, false, int(d), int(L), int(L), scale, qp + off, int(L), dS, int(L), T(0),
-                            dkp + off, int(L));
+      detail::gemm<T>(false, true, int(d), int(L), int(L), scale, kp + off, int(L), dS, int(L), T(0), dqp + off,
+                      int(L));
+      detail::gemm<T>(false, false, int(d), int(L), int(L), scale, qp + off, int(L), dS, int(L), T(0),
+                      dkp + off, int(L));
     }
     return {dq, dk, dv};
   }

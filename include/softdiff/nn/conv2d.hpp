@@ -12,9 +12,15 @@
 //    shifted rows against g^T; dx is itself a stride-1 convolution,
 //      dx_n = conv(g, W~, padding k-1-p),  W~[c,o,u,v] = W[o,c,k-1-u,k-1-v],
 //    computed like the forward. Stride 2 builds cols (im2col) and uses col2im for dx.
-//  - im2col_blas (double and other ISAs by default): im2col and backend::cpu::gemm.
-// Samples are spread over OpenMP threads, each with its own workspace and dW partial sum;
-// a batch smaller than the thread count spreads each GEMM instead.
+//  - im2col_blas (double and other ISAs by default): im2col and BLAS (detail::gemm, gemm.hpp).
+// Forward: samples are spread over OpenMP threads, each with its own workspace; a batch smaller
+// than the thread count spreads each GEMM instead. Backward: dW and dbias are sums over the
+// batch, so their float rounding depends on the summation order; the batch is split into a
+// fixed number of segments (detail::segment_count: N / 4 within [1, 8], never the thread count), each
+// segment sums its samples in order into its own partial, and the partials are added in segment
+// order. Segments run in parallel when there are enough, else one after another with each GEMM
+// spread over threads (tiled_gemm splits rows and columns of C, never the depth): the same
+// summation tree either way, so the gradients are bitwise the same for any thread count.
 #include <algorithm>
 #include <cstddef>
 #include <span>
@@ -23,6 +29,7 @@
 #include <vector>
 
 #include "softdiff/backend/cpu.hpp"
+#include "softdiff/nn/gemm.hpp"
 #include "softdiff/nn/conv_kernels.hpp"
 #include "softdiff/nn/conv_lowering.hpp"
 #include "softdiff/nn/layer_support.hpp"
@@ -134,9 +141,59 @@ private:
     const shape4 out = output_shape(in);
     return {in_channels, out_channels, kernel, stride, padding, in[2], in[3], out[2], out[3]};
   }
+  /// Backward: `segments` of the batch, over threads (`over_segments`, `threads` workspace
+  /// slots) or one after another with each GEMM over threads (`within_gemm`).
+  struct reduction_plan {
+    std::size_t segments;
+    int threads;
+    bool over_segments;
+    bool within_gemm;
+    /// Partial-sum slots: one per segment when they run in parallel; else the running total and
+    /// the current segment's partial.
+    [[nodiscard]] std::size_t slots() const { return over_segments ? segments : std::min<std::size_t>(segments, 2); }
+    [[nodiscard]] std::size_t slot(std::size_t s) const { return over_segments ? s : std::min<std::size_t>(s, 1); }
+  };
+  [[nodiscard]] static reduction_plan make_reduction_plan(std::size_t N, std::size_t macs) {
+    const int threads = macs > 4 * detail::parallel_threshold ? detail::layer_threads() : 1;
+    const std::size_t S = detail::segment_count(N);
+    const bool over =
+        threads > 1 && S > 1 && (S >= static_cast<std::size_t>(threads) || S == detail::reduction_segments);
+    return {S, over ? std::min(threads, static_cast<int>(S)) : 1, over, !over && threads > 1};
+  }
+  /// Partial sums of the backward: slot t at the result + t * n_acc (the dW part is written, not
+  /// added, by the first sample of each segment).
+  T* partials(const reduction_plan& p, std::size_t n_acc) { return detail::reserve(partial_, p.slots() * n_acc); }
+  /// total (slot 0) += slot s: the partial sums of segments are added in segment order.
+  static void fold_slot(T* acc, std::size_t s, std::size_t n_acc) {
+    T* total = acc;
+    const T* part = acc + s * n_acc;
+#pragma omp simd
+    for (std::size_t i = 0; i < n_acc; ++i) total[i] += part[i];
+  }
+  /// With segments run one after another: folds segment s's partial (slot 1) into the total (slot 0).
+  static void fold_partial(const reduction_plan& p, std::size_t s, T* acc, std::size_t n_acc) {
+    if (!p.over_segments && s > 0) fold_slot(acc, 1, n_acc);
+  }
+  /// Folds the segments' partials into slot 0 in segment order (when they ran in parallel), then
+  /// dweight += the weight part, [K, B] when `transposed` (the tiled algorithm's dW^T) else
+  /// [B, K], and dbias += the bias part (after it).
+  void add_partials(const reduction_plan& p, T* acc, std::size_t n_acc, std::size_t K, bool transposed) {
+    const std::size_t B = out_channels;
+    if (p.over_segments)
+      for (std::size_t s = 1; s < p.segments; ++s) fold_slot(acc, s, n_acc);
+    T *gw = dweight.data(), *gb = dbias.data();
+    if (transposed) {
+      for (std::size_t r = 0; r < K; ++r)
+        for (std::size_t o = 0; o < B; ++o) gw[o * K + r] += acc[r * B + o];
+    } else {
+#pragma omp simd
+      for (std::size_t i = 0; i < B * K; ++i) gw[i] += acc[i];
+    }
+    for (std::size_t o = 0; o < B; ++o) gb[o] += acc[K * B + o];
+  }
   /// Workspace of `per_thread` scalars for each of `threads` slots; slot t starts at the result + t * per_thread.
-  T* workspace(const plan& p, std::size_t per_thread) {
-    return detail::reserve(work_, static_cast<std::size_t>(p.threads) * per_thread);
+  T* workspace(int threads, std::size_t per_thread) {
+    return detail::reserve(work_, static_cast<std::size_t>(threads) * per_thread);
   }
 
   // ---- tiled ------------------------------------------------------------------------------
@@ -150,7 +207,7 @@ private:
     const std::size_t n_grid = shifted && !out_direct ? B * grid : 0, n_cols = shifted ? 0 : K * L;
     const plan p = make_plan(N, N * B * L * K);
     const std::size_t per = n_pad + n_grid + n_cols;
-    T* ws = workspace(p, per);
+    T* ws = workspace(p.threads, per);
     detail::strided_offsets(B, K, off_a_);
     if (shifted)
       detail::shifted_offsets(A, k, Hp, Wp, off_b_);
@@ -194,10 +251,10 @@ private:
     const std::size_t n_grid = dx_conv && !dx_direct ? A * g.h * Wq : 0;
     const std::size_t n_cols = shifted ? 0 : K * L, n_dcols = need_dx && !dx_conv ? K * L : 0;
     const std::size_t n_gT = rows_g * B, n_acc = K * B + B;
-    const plan p = make_plan(N, N * B * L * K);
-    const std::size_t per = n_pad + n_grid + n_cols + n_dcols + n_gT + n_acc;
-    T* ws = workspace(p, per);
-    for (int t = 0; t < p.threads; ++t) std::fill_n(ws + t * per + per - n_acc, n_acc, T(0));
+    const reduction_plan p = make_reduction_plan(N, N * B * L * K);
+    const std::size_t per = n_pad + n_grid + n_cols + n_dcols + n_gT;
+    T* ws = workspace(p.threads, per);
+    T* acc = partials(p, n_acc);
     // dW^T [K, B] += cols [K, rows_g] g^T [rows_g, B]
     if (shifted)
       detail::shifted_offsets(A, k, Hp, Wp, off_a_);
@@ -215,59 +272,60 @@ private:
     }
     const T *xp = x.data(), *gp = dy.data(), *wf = wflip_.data();
     T* dxp = need_dx ? dx.data() : nullptr;
-    const auto count = static_cast<std::ptrdiff_t>(N);
-#pragma omp parallel for schedule(static) num_threads(p.threads) if (p.over_batch)
-    for (std::ptrdiff_t n = 0; n < count; ++n) {
+    const auto segments = static_cast<std::ptrdiff_t>(p.segments);
+#pragma omp parallel for schedule(static) num_threads(p.threads) if (p.over_segments)
+    for (std::ptrdiff_t seg = 0; seg < segments; ++seg) {
       T* w0 = ws + static_cast<std::size_t>(omp_get_thread_num()) * per;
       T *pad = w0, *gbuf = pad + n_pad, *cols = gbuf + n_grid, *dcols = cols + n_cols, *gT = dcols + n_dcols;
-      T *dwT = gT + n_gT, *db = dwT + K * B;
-      const T* xn = xp + static_cast<std::size_t>(n) * A * HW;
-      const T* gn = gp + static_cast<std::size_t>(n) * B * L;
-      for (std::size_t o = 0; o < B; ++o) {
-        const T* r = gn + o * L;
-        T s = 0;
+      T* dwT = acc + p.slot(static_cast<std::size_t>(seg)) * n_acc;
+      T* db = dwT + K * B;
+      std::fill_n(db, B, T(0));  // dW^T is overwritten by the segment's first sample
+      const std::size_t n0 = detail::segment_begin(N, p.segments, static_cast<std::size_t>(seg));
+      const std::size_t n1 = detail::segment_begin(N, p.segments, static_cast<std::size_t>(seg) + 1);
+      for (std::size_t n = n0; n < n1; ++n) {
+        const T* xn = xp + n * A * HW;
+        const T* gn = gp + n * B * L;
+        for (std::size_t o = 0; o < B; ++o) {
+          const T* r = gn + o * L;
+          T s = 0;
 #pragma omp simd reduction(+ : s)
-        for (std::size_t l = 0; l < L; ++l) s += r[l];
-        db[o] += s;
-      }
-      detail::transpose_to_grid(gn, B, g.oh, g.ow, shifted ? Wp : g.ow, gT);
-      const T* src = xn;
-      if (shifted && !in_place) {
-        detail::pad_image(xn, A, g.h, g.w, padding, pad);
-        std::fill(pad + A * Hp * Wp, pad + A * Hp * Wp + k, T(0));
-        src = pad;
-      } else if (!shifted) {
-        detail::im2col(xn, cols, g);
-        src = cols;
-      }
-      detail::tiled_gemm<T>(true, K, B, rows_g, src, off_a_.data(), gT, off_b_.data(), dwT, B, nullptr,
-                            p.within_gemm);
-      if (!need_dx) continue;
-      T* dxn = dxp + static_cast<std::size_t>(n) * A * HW;
-      if (dx_conv) {
-        const T* gsrc = gn;
-        if (!dx_in_place) {
-          detail::pad_image(gn, B, g.oh, g.ow, q, pad);
-          std::fill(pad + B * Hq * Wq, pad + B * Hq * Wq + k, T(0));
-          gsrc = pad;
+          for (std::size_t l = 0; l < L; ++l) s += r[l];
+          db[o] += s;
         }
-        T* out = dx_direct ? dxn : gbuf;
-        detail::tiled_gemm<T>(false, A, g.h * Wq, B * k * k, wf, off_c_.data(), gsrc, off_d_.data(), out, g.h * Wq,
-                              nullptr, p.within_gemm);
-        if (out != dxn) detail::crop_columns(gbuf, A, g.h, Wq, g.w, dxn);
-      } else {
-        detail::tiled_gemm<T>(false, K, L, B, wf, off_c_.data(), gn, off_d_.data(), dcols, L, nullptr,
+        detail::transpose_to_grid(gn, B, g.oh, g.ow, shifted ? Wp : g.ow, gT);
+        const T* src = xn;
+        if (shifted && !in_place) {
+          detail::pad_image(xn, A, g.h, g.w, padding, pad);
+          std::fill(pad + A * Hp * Wp, pad + A * Hp * Wp + k, T(0));
+          src = pad;
+        } else if (!shifted) {
+          detail::im2col(xn, cols, g);
+          src = cols;
+        }
+        detail::tiled_gemm<T>(n > n0, K, B, rows_g, src, off_a_.data(), gT, off_b_.data(), dwT, B, nullptr,
                               p.within_gemm);
-        detail::col2im(dcols, dxn, g);
+        if (!need_dx) continue;
+        T* dxn = dxp + n * A * HW;
+        if (dx_conv) {
+          const T* gsrc = gn;
+          if (!dx_in_place) {
+            detail::pad_image(gn, B, g.oh, g.ow, q, pad);
+            std::fill(pad + B * Hq * Wq, pad + B * Hq * Wq + k, T(0));
+            gsrc = pad;
+          }
+          T* out = dx_direct ? dxn : gbuf;
+          detail::tiled_gemm<T>(false, A, g.h * Wq, B * k * k, wf, off_c_.data(), gsrc, off_d_.data(), out,
+                                g.h * Wq, nullptr, p.within_gemm);
+          if (out != dxn) detail::crop_columns(gbuf, A, g.h, Wq, g.w, dxn);
+        } else {
+          detail::tiled_gemm<T>(false, K, L, B, wf, off_c_.data(), gn, off_d_.data(), dcols, L, nullptr,
+                                p.within_gemm);
+          detail::col2im(dcols, dxn, g);
+        }
       }
+      fold_partial(p, static_cast<std::size_t>(seg), acc, n_acc);
     }
-    T *gw = dweight.data(), *gb = dbias.data();
-    for (int t = 0; t < p.threads; ++t) {
-      const T* dwT = ws + static_cast<std::size_t>(t) * per + per - n_acc;
-      for (std::size_t r = 0; r < K; ++r)
-        for (std::size_t o = 0; o < B; ++o) gw[o * K + r] += dwT[r * B + o];
-      for (std::size_t o = 0; o < B; ++o) gb[o] += dwT[K * B + o];
-    }
+    add_partials(p, acc, n_acc, K, true);
   }
 
   /// W~[c, (o*k + u)*k + v] = W[o, c, k-1-u, k-1-v]: the kernel of dx = conv(dy, W~).
@@ -289,7 +347,7 @@ private:
     const bool direct = kernel == 1 && stride == 1 && padding == 0;
     const plan p = make_plan(N, N * B * L * K);
     const std::size_t per = direct ? 0 : K * L;
-    T* ws = workspace(p, per);
+    T* ws = workspace(p.threads, per);
     const T *xp = x.data(), *wp = weight.data(), *bp = bias.data();
     T* yp = y.data();
     const auto count = static_cast<std::ptrdiff_t>(N);
@@ -304,49 +362,54 @@ private:
         cols = c;
       }
       for (std::size_t o = 0; o < B; ++o) std::fill(yn + o * L, yn + (o + 1) * L, bp[o]);
-      backend::cpu::gemm<T>(false, false, int(B), int(L), int(K), T(1), wp, int(K), cols, int(L), T(1), yn, int(L));
+      detail::gemm<T>(false, false, int(B), int(L), int(K), T(1), wp, int(K), cols, int(L), T(1), yn, int(L));
     }
   }
 
   void backward_blas(const batch<T>& x, const batch<T>& dy, const detail::conv_geometry& g, bool need_dx) {
     const std::size_t N = x.shape()[0], K = g.rows(), L = g.cols(), B = out_channels, HW = g.h * g.w;
     const bool direct = kernel == 1 && stride == 1 && padding == 0;
-    const plan p = make_plan(N, N * B * L * K);
-    const std::size_t per = K * L + B * K + B;  // cols, then dcols | dW partial | dbias partial
-    T* ws = workspace(p, per);
-    for (int t = 0; t < p.threads; ++t) std::fill_n(ws + t * per + K * L, B * K + B, T(0));
+    const reduction_plan p = make_reduction_plan(N, N * B * L * K);
+    const std::size_t per = K * L, n_acc = B * K + B;  // cols, then dcols | dW partial, dbias partial
+    T* ws = workspace(p.threads, per);
+    T* acc = partials(p, n_acc);
     const T *xp = x.data(), *wp = weight.data(), *gp = dy.data();
     T* dxp = need_dx ? dx.data() : nullptr;
-    const auto count = static_cast<std::ptrdiff_t>(N);
-#pragma omp parallel for schedule(static) num_threads(p.threads) if (p.over_batch)
-    for (std::ptrdiff_t n = 0; n < count; ++n) {
+    const auto segments = static_cast<std::ptrdiff_t>(p.segments);
+#pragma omp parallel for schedule(static) num_threads(p.threads) if (p.over_segments)
+    for (std::ptrdiff_t seg = 0; seg < segments; ++seg) {
       T* work = ws + static_cast<std::size_t>(omp_get_thread_num()) * per;
-      T *dw = work + K * L, *db = dw + B * K;
-      const T* xn = xp + static_cast<std::size_t>(n) * in_channels * HW;
-      const T* gn = gp + static_cast<std::size_t>(n) * B * L;
-      const T* cols = xn;
-      if (!direct) {
-        detail::im2col(xn, work, g);
-        cols = work;
+      T* dw = acc + p.slot(static_cast<std::size_t>(seg)) * n_acc;
+      T* db = dw + B * K;
+      std::fill_n(db, B, T(0));  // dW is overwritten by the segment's first sample
+      const std::size_t n0 = detail::segment_begin(N, p.segments, static_cast<std::size_t>(seg));
+      const std::size_t n1 = detail::segment_begin(N, p.segments, static_cast<std::size_t>(seg) + 1);
+      for (std::size_t n = n0; n < n1; ++n) {
+        const T* xn = xp + n * in_channels * HW;
+        const T* gn = gp + n * B * L;
+        const T* cols = xn;
+        if (!direct) {
+          detail::im2col(xn, work, g);
+          cols = work;
+        }
+        detail::gemm<T>(false, true, int(B), int(K), int(L), T(1), gn, int(L), cols, int(L), T(n > n0 ? 1 : 0), dw,
+                        int(K));
+        for (std::size_t o = 0; o < B; ++o)
+          for (std::size_t l = 0; l < L; ++l) db[o] += gn[o * L + l];
+        if (!need_dx) continue;
+        T* dxn = dxp + n * in_channels * HW;
+        if (direct) {
+          detail::gemm<T>(true, false, int(K), int(L), int(B), T(1), wp, int(K), gn, int(L), T(0), dxn,
+                          int(L));
+        } else {
+          detail::gemm<T>(true, false, int(K), int(L), int(B), T(1), wp, int(K), gn, int(L), T(0), work,
+                          int(L));
+          detail::col2im(work, dxn, g);
+        }
       }
-      backend::cpu::gemm<T>(false, true, int(B), int(K), int(L), T(1), gn, int(L), cols, int(L), T(1), dw, int(K));
-      for (std::size_t o = 0; o < B; ++o)
-        for (std::size_t l = 0; l < L; ++l) db[o] += gn[o * L + l];
-      if (!need_dx) continue;
-      T* dxn = dxp + static_cast<std::size_t>(n) * in_channels * HW;
-      if (direct) {
-        backend::cpu::gemm<T>(true, false, int(K), int(L), int(B), T(1), wp, int(K), gn, int(L), T(0), dxn, int(L));
-      } else {
-        backend::cpu::gemm<T>(true, false, int(K), int(L), int(B), T(1), wp, int(K), gn, int(L), T(0), work, int(L));
-        detail::col2im(work, dxn, g);
-      }
+      fold_partial(p, static_cast<std::size_t>(seg), acc, n_acc);
     }
-    T *gw = dweight.data(), *gb = dbias.data();
-    for (int t = 0; t < p.threads; ++t) {
-      const T* part = ws + static_cast<std::size_t>(t) * per + K * L;
-      for (std::size_t i = 0; i < B * K; ++i) gw[i] += part[i];
-      for (std::size_t o = 0; o < B; ++o) gb[o] += part[B * K + o];
-    }
+    add_partials(p, acc, n_acc, K, false);
   }
 
   void check_bound() const {
@@ -356,7 +419,7 @@ private:
   }
 
   const batch<T>* x_ = nullptr;
-  std::vector<T> work_, wflip_;
+  std::vector<T> work_, partial_, wflip_;
   std::vector<std::ptrdiff_t> off_a_, off_b_, off_c_, off_d_;
 };
 

@@ -82,6 +82,23 @@ T* reserve(std::vector<T>& v, std::size_t n) {
 /// OpenMP threads a layer will use here; 1 inside an enclosing parallel region.
 [[nodiscard]] inline int layer_threads() { return omp_in_parallel() ? 1 : std::max(1, omp_get_max_threads()); }
 
+/// Batch reductions (parameter gradients summed over samples) split a batch of N into
+/// segment_count(N) contiguous segments, each summed in sample order, and add the segment sums
+/// in segment order: a fixed summation tree, so gradients are bitwise the same for any thread
+/// count (segments run in parallel; their number never depends on the threads).
+inline constexpr std::size_t reduction_segments = 8;
+/// Samples per segment at least (where N allows): fewer, larger segments cost fewer partial sums.
+inline constexpr std::size_t min_segment_samples = 4;
+
+/// Segments of a batch of n for the reduction above: n / 4, between 1 and 8.
+[[nodiscard]] inline std::size_t segment_count(std::size_t n) {
+  return std::clamp<std::size_t>(n / min_segment_samples, 1, reduction_segments);
+}
+/// First sample of segment s of `segments` over a batch of n (segment s is [begin(s), begin(s + 1))).
+[[nodiscard]] inline std::size_t segment_begin(std::size_t n, std::size_t segments, std::size_t s) {
+  return n * s / segments;
+}
+
 /// Loops over fewer elements (or multiply-adds) than this stay on one thread: waking a team
 /// costs more than the work, and much more when the cores are oversubscribed.
 inline constexpr std::size_t parallel_threshold = 32768;

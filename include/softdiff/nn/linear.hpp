@@ -1,13 +1,15 @@
 #pragma once
 // Linear(a, b), PyTorch semantics: y = x W^T + bias, x [N, a], W [b, a], bias [b], y [N, b].
 // Backward (the gradient rule, once): dW += dy^T x,  dbias += sum_N dy,  dx = dy W.
-// Each is one GEMM (BLAS threads itself: these are outside OpenMP regions).
+// Forward: one dot product per output (a sample's output does not depend on its batch); backward:
+// one GEMM each for dW and dx (detail::gemm, gemm.hpp: the same rounding for any thread count).
 #include <cstddef>
 #include <span>
 #include <string>
 #include <string_view>
 
 #include "softdiff/backend/cpu.hpp"
+#include "softdiff/nn/gemm.hpp"
 #include "softdiff/nn/layer_support.hpp"
 #include "softdiff/nn/parameter_store.hpp"
 
@@ -51,11 +53,20 @@ struct linear {
     const std::size_t N = x.shape()[0], a = in_features, b = out_features;
     detail::ensure_shape(y, std::array<std::size_t, 2>{N, b});
     x_ = &x;
+    // One dot product per output rather than a GEMM: BLAS rounds a row differently with the
+    // number of rows (its edge kernels), and a sample's output must not depend on its batch.
+    const T *xp = x.data(), *wp = weight.data(), *bp = bias.data();
     T* yp = y.data();
-    for (std::size_t n = 0; n < N; ++n) std::copy(bias.begin(), bias.end(), yp + n * b);
-    if (N > 0)
-      backend::cpu::gemm<T>(false, true, int(N), int(b), int(a), T(1), x.data(), int(a), weight.data(), int(a), T(1),
-                            yp, int(b));
+    const auto count = static_cast<std::ptrdiff_t>(N * b);
+#pragma omp parallel for schedule(static) num_threads(detail::layer_threads()) if (N * b * a > detail::parallel_threshold)
+    for (std::ptrdiff_t r = 0; r < count; ++r) {
+      const std::size_t n = static_cast<std::size_t>(r) / b, o = static_cast<std::size_t>(r) % b;
+      const T *xr = xp + n * a, *wr = wp + o * a;
+      T s = 0;
+#pragma omp simd reduction(+ : s)
+      for (std::size_t i = 0; i < a; ++i) s += xr[i] * wr[i];
+      yp[r] = bp[o] + s;
+    }
     return y;
   }
 
@@ -69,14 +80,14 @@ struct linear {
     const matrix<T>& x = *x_;
     const std::size_t N = x.shape()[0], a = in_features, b = out_features;
     if (N == 0) return dx;
-    backend::cpu::gemm<T>(true, false, int(b), int(a), int(N), T(1), dy.data(), int(b), x.data(), int(a), T(1),
-                          dweight.data(), int(a));
+    detail::gemm<T>(true, false, int(b), int(a), int(N), T(1), dy.data(), int(b), x.data(), int(a), T(1),
+                    dweight.data(), int(a));
     for (std::size_t n = 0; n < N; ++n)
       for (std::size_t o = 0; o < b; ++o) dbias[o] += dy.data()[n * b + o];
     if (need_dx) {
       detail::ensure_shape(dx, std::array<std::size_t, 2>{N, a});
-      backend::cpu::gemm<T>(false, false, int(N), int(a), int(b), T(1), dy.data(), int(b), weight.data(), int(a),
-                            T(0), dx.data(), int(a));
+      detail::gemm<T>(false, false, int(N), int(a), int(b), T(1), dy.data(), int(b), weight.data(), int(a),
+                      T(0), dx.data(), int(a));
     }
     return dx;
   }

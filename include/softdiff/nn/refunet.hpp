@@ -307,14 +307,19 @@ struct refunet_state {
 
 /// RefUNet (spec/refunet.md) for scalar type T (float; double for gradient checks).
 ///
-/// Threads: a batch of N >= 2 samples is split into R = min(N, OpenMP threads) contiguous
-/// slices, one per replica of the layers (replica 0 owns the parameters; the others copy them
-/// before each forward). Each replica runs its slice through the whole network on one thread,
-/// so a pass has one parallel region instead of one per layer (no per-layer barriers, each
-/// thread's activations stay in its own cache); the replicas' parameter gradients are summed
-/// into gradients() at the end of backward. Every layer computes each sample on its own
-/// (GroupNorm, attention and the time embedding are per sample), so outputs do not depend on
-/// the split. With one replica the layers parallelise internally instead.
+/// Threads: a batch of N >= 2 samples is split into R = min(N, k) contiguous slices, k = 4 by
+/// default (set_max_replicas), one per replica of the layers (replica 0 owns the parameters;
+/// the others copy them before each forward). The replicas are spread over the OpenMP threads,
+/// each running its slice through the whole network on one thread, so a pass has one parallel
+/// region instead of one per layer (no per-layer barriers, each thread's activations stay in
+/// its own cache); the replicas' parameter gradients are summed in replica order into
+/// gradients() at the end of backward. R is configuration and never depends on the thread
+/// count, so the summation order of the gradients, and the gradients bit for bit, do not
+/// either. k = 4 keeps 1, 2 or 4 threads busy (each replica costs a copy of the parameters and
+/// gradients: at 2 threads 8 replicas train 5% slower than 4); more threads want a larger k.
+/// Every layer computes each sample on its own (GroupNorm, attention and the time embedding
+/// are per sample), so outputs do not depend on the split. With one replica the layers
+/// parallelise internally instead.
 template <class T = float>
 class refunet {
 public:
@@ -399,7 +404,7 @@ public:
       for (std::size_t r = 0; r < R; ++r) grads_[r] = r_[r]->store.gradients().data();
       T* const* g = grads_.data();
       const auto count = static_cast<std::ptrdiff_t>(parameter_count());
-#pragma omp parallel for simd schedule(static) num_threads(static_cast<int>(R))
+#pragma omp parallel for simd schedule(static) num_threads(team()) if (count > 32768)
       for (std::ptrdiff_t i = 0; i < count; ++i) {
         T sum = g[0][i];
         for (std::size_t r = 1; r < R; ++r) sum += g[r][i];
@@ -434,9 +439,12 @@ public:
   [[nodiscard]] const parameter_store<T>& store() const { return r_[0]->store; }
   [[nodiscard]] const refunet_config& config() const { return r_[0]->config; }
 
-  /// Splits a batch over at most `k` replicas (default 0: the OpenMP thread count); 1 keeps
-  /// one set of layers that parallelise internally. Takes effect at the next forward.
+  /// Splits a batch of N over min(N, k) replicas (k = 0: default_replicas, 4; never the thread
+  /// count, so that gradients do not depend on it; a multiple of the thread count keeps every
+  /// thread busy); 1 keeps one set of layers that parallelise internally. Gradients are bitwise
+  /// reproducible for a given k on any thread count. Takes effect at the next forward.
   void set_max_replicas(std::size_t k) { max_replicas_ = k; }
+  static constexpr std::size_t default_replicas = 4;
   /// Replicas the last forward used.
   [[nodiscard]] std::size_t replicas_in_use() const { return active_; }
 
@@ -446,14 +454,17 @@ public:
 private:
   /// Chooses the replicas and their sample ranges for a batch of n (builds missing replicas).
   void plan(std::size_t n) {
-    std::size_t R = static_cast<std::size_t>(detail::layer_threads());
-    if (max_replicas_ > 0) R = std::min(R, max_replicas_);
-    R = std::max<std::size_t>(1, std::min(R, n));
+    const std::size_t R = std::max<std::size_t>(1, std::min(n, max_replicas_ > 0 ? max_replicas_ : default_replicas));
     while (r_.size() < R) r_.push_back(std::make_unique<detail::refunet_state<T>>(config()));
     split_.resize(R + 1);
     grads_.resize(R);
-    for (std::size_t r = 0; r <= R; ++r) split_[r] = n * r / R;
+    for (std::size_t r = 0; r <= R; ++r) split_[r] = detail::segment_begin(n, R, r);
     active_ = R;
+  }
+
+  /// Threads that run the active replicas.
+  [[nodiscard]] int team() const {
+    return static_cast<int>(std::min<std::size_t>(active_, static_cast<std::size_t>(detail::layer_threads())));
   }
 
   /// f(r) for every active replica r, one per thread; the first exception is rethrown.
@@ -461,7 +472,7 @@ private:
   void run_replicas(F&& f) {
     std::exception_ptr failure;
     const auto count = static_cast<std::ptrdiff_t>(active_);
-#pragma omp parallel for schedule(static, 1) num_threads(static_cast<int>(active_))
+#pragma omp parallel for schedule(static) num_threads(team())
     for (std::ptrdiff_t r = 0; r < count; ++r) {
       try {
         f(static_cast<std::size_t>(r));
