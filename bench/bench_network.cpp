@@ -125,7 +125,7 @@ double best(const std::vector<double>& v) { return *std::min_element(v.begin(), 
 
 }  // namespace
 
-// Argument: set_max_replicas (0: one replica per thread, the default; 1: one set of layers
+// Argument: set_max_replicas (0: the default, min(N, 4) replicas spread over the threads; 1: one set of layers
 // that parallelise internally).
 BENCHMARK(BM_refunet_forward)
     ->ArgName("max_replicas")

@@ -66,7 +66,7 @@ void load_weights(nn::refunet<T>& net) {
   }
 }
 
-/// With `replicas` = 2 the batch of two is split over two per-thread replicas of the layers.
+/// With `replicas` = 2 the batch of two is split over two replicas of the layers (on two threads).
 template <class T>
 void check_against_golden(double tol_phi, double tol_grad, std::size_t replicas) {
   const int threads = omp_get_max_threads();
