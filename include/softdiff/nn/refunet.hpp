@@ -22,7 +22,7 @@
 // to the checkpoint code. Workspaces belong to the layers and grow only when a shape
 // changes, so repeated calls at one shape allocate nothing. The layers live behind one
 // heap pointer, so a moved refunet keeps every internal pointer valid. A batch is split over
-// replicas of the layers, one per thread (see refunet below).
+// min(N, 4) replicas of the layers, spread over the threads (see refunet below).
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
