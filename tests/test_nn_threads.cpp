@@ -12,6 +12,8 @@
 #include <functional>
 #include <vector>
 
+#include "softdiff/metrics/frechet.hpp"
+#include "softdiff/metrics/sliced_wasserstein.hpp"
 #include "softdiff/nn/adam.hpp"
 #include "softdiff/nn/attention.hpp"
 #include "softdiff/nn/classifier.hpp"
@@ -233,4 +235,24 @@ TEST_CASE("trainer: a few steps of a tiny RefUNet give the same weights with 1 a
   CHECK(differ == 0);
   unet fresh(cfg, 1);  // the steps did move the weights
   CHECK(!std::equal(fresh.parameters().begin(), fresh.parameters().end(), one.begin()));
+}
+
+TEST_CASE("backend::cpu::gemm and the metrics built on it are bitwise the same for 1, 2 and 3 threads",
+          "[threads][metrics]") {
+  const auto a = random_tensor<float, 2>({300, 170}, 11, 0), b = random_tensor<float, 2>({170, 210}, 12, 0);
+  check_thread_independent([&] {  // above OpenBLAS's threading cut-off, several row blocks
+    std::vector<float> c(300 * 210, 0.5f);
+    backend::cpu::gemm<float>(false, false, 300, 210, 170, 1.f, a.data(), 170, b.data(), 210, 0.25f, c.data(), 210);
+    return std::vector<double>(c.begin(), c.end());
+  });
+  // Frechet distance (covariances by GEMM) and sliced W2 (projections by GEMM) of two point sets
+  const batch<float> x = random_tensor<float, 4>({400, 1, 8, 8}, 21, 0), y = random_tensor<float, 4>({400, 1, 8, 8}, 22, 0, 1.5, 0.2);
+  check_thread_independent([&] {
+    const metrics::gaussian_fit fx = metrics::fit_gaussian(x), fy = metrics::fit_gaussian(y);
+    std::vector<double> out(fx.mean.data(), fx.mean.data() + fx.mean.size());
+    out.insert(out.end(), fx.covariance.data(), fx.covariance.data() + fx.covariance.size());
+    out.push_back(metrics::frechet_distance(fx, fy));
+    out.push_back(metrics::sliced_wasserstein(x, y));
+    return out;
+  });
 }

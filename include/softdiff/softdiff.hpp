@@ -44,7 +44,6 @@
 #include "softdiff/nn/conv_lowering.hpp"
 #include "softdiff/nn/cross_entropy.hpp"
 #include "softdiff/nn/ema.hpp"
-#include "softdiff/nn/gemm.hpp"
 #include "softdiff/nn/global_pool.hpp"
 #include "softdiff/nn/group_norm.hpp"
 #include "softdiff/nn/layer_support.hpp"

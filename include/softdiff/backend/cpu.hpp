@@ -59,12 +59,45 @@ struct cpu {
     }
   }
 
-  /// Row-major C = alpha op(A) op(B) + beta C.
+  /// Row-major C = alpha op(A) op(B) + beta C, with the same rounding for any thread count.
+  /// OpenMP OpenBLAS threads a call made outside a parallel region by cutting C into one piece
+  /// per thread, and its edge kernels round differently from its main kernels, so one call's
+  /// result would change with the thread count. Here C's rows are cut into blocks fixed by m
+  /// alone (gemm_block_rows), each one BLAS call that runs single-threaded (inside an active
+  /// parallel region, or below OpenBLAS's threading cut-off of m n k <= 4 * 65536); the blocks
+  /// run in parallel and the depth k is never split (tests/test_nn_threads.cpp).
   template <class T>
   static void gemm(bool trans_a, bool trans_b, int m, int n, int k, T alpha, const T* a, int lda, const T* b,
                    int ldb, T beta, T* c, int ldc) {
-    detail::gemm_row_major(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    if (m <= 0 || n <= 0) return;
+    const int rows = gemm_block_rows(m), blocks = (m + rows - 1) / rows;
+    const int threads = omp_in_parallel() ? 1 : omp_get_max_threads();
+    const bool spread = threads > 1 && static_cast<double>(m) * n * k > gemm_parallel_threshold;
+    const auto block = [&](int blk) {
+      const int r0 = blk * rows, r = std::min(rows, m - r0);
+      const T* ab = trans_a ? a + r0 : a + static_cast<std::ptrdiff_t>(r0) * lda;
+      detail::gemm_row_major(trans_a, trans_b, r, n, k, alpha, ab, lda, b, ldb, beta,
+                             c + static_cast<std::ptrdiff_t>(r0) * ldc, ldc);
+    };
+    if (!spread) {  // no OpenMP construct at all: a serialised region still costs a team set-up
+      for (int blk = 0; blk < blocks; ++blk) block(blk);
+      return;
+    }
+    // at least two threads, so the region is active and OpenBLAS runs single-threaded in it
+    const int team = std::max(2, std::min(threads, blocks));
+#pragma omp parallel for schedule(static) num_threads(team)
+    for (int blk = 0; blk < blocks; ++blk) block(blk);
   }
+
+  /// Rows of C per gemm block: at least 64 (one call for the layers' usual shapes, so no loss of
+  /// BLAS efficiency), a multiple of 16, at most 8 blocks.
+  [[nodiscard]] static int gemm_block_rows(int m) {
+    const int per = (m + 7) / 8;
+    return std::max(64, (per + 15) / 16 * 16);
+  }
+
+  /// gemm products smaller than this (m n k) run on the calling thread, well under OpenBLAS's cut-off.
+  static constexpr double gemm_parallel_threshold = 65536.0;
 
   /// `batch` independent GEMMs with constant strides between operands, spread over threads.
   template <class T>

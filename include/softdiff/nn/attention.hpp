@@ -15,7 +15,6 @@
 #include <vector>
 
 #include "softdiff/backend/cpu.hpp"
-#include "softdiff/nn/gemm.hpp"
 #include "softdiff/nn/layer_support.hpp"
 
 namespace softdiff::nn {
@@ -58,7 +57,7 @@ struct attention {
     for (std::ptrdiff_t n = 0; n < count; ++n) {
       const std::size_t off = static_cast<std::size_t>(n) * d * L;
       T* A = ap + static_cast<std::size_t>(n) * L * L;
-      detail::gemm<T>(true, false, int(L), int(L), int(d), scale, qp + off, int(L), kp + off, int(L), T(0), A,
+      backend::cpu::gemm<T>(true, false, int(L), int(L), int(d), scale, qp + off, int(L), kp + off, int(L), T(0), A,
                       int(L));
       for (std::size_t i = 0; i < L; ++i) {
         T* row = A + i * L;
@@ -74,7 +73,7 @@ struct attention {
 #pragma omp simd
         for (std::size_t j = 0; j < L; ++j) row[j] *= inv;
       }
-      detail::gemm<T>(false, true, int(d), int(L), int(L), T(1), vp + off, int(L), A, int(L), T(0), op + off,
+      backend::cpu::gemm<T>(false, true, int(d), int(L), int(L), T(1), vp + off, int(L), A, int(L), T(0), op + off,
                       int(L));
     }
     return o;
@@ -99,10 +98,10 @@ struct attention {
       const T* A = ap + static_cast<std::size_t>(n) * L * L;
       T* dS = ws + static_cast<std::size_t>(omp_get_thread_num()) * L * L;
       // dV = G A
-      detail::gemm<T>(false, false, int(d), int(L), int(L), T(1), gp + off, int(L), A, int(L), T(0), dvp + off,
+      backend::cpu::gemm<T>(false, false, int(d), int(L), int(L), T(1), gp + off, int(L), A, int(L), T(0), dvp + off,
                       int(L));
       // dA = G^T V, then dS = A (dA - rowsum(A dA)) in place
-      detail::gemm<T>(true, false, int(L), int(L), int(d), T(1), gp + off, int(L), vp + off, int(L), T(0), dS,
+      backend::cpu::gemm<T>(true, false, int(L), int(L), int(d), T(1), gp + off, int(L), vp + off, int(L), T(0), dS,
                       int(L));
       for (std::size_t i = 0; i < L; ++i) {
         const T* a = A + i * L;
@@ -114,9 +113,9 @@ struct attention {
         for (std::size_t j = 0; j < L; ++j) r[j] = a[j] * (r[j] - dot);
       }
       // dQ = K dS^T / sqrt(d),  dK = Q dS / sqrt(d)
-      detail::gemm<T>(false, true, int(d), int(L), int(L), scale, kp + off, int(L), dS, int(L), T(0), dqp + off,
+      backend::cpu::gemm<T>(false, true, int(d), int(L), int(L), scale, kp + off, int(L), dS, int(L), T(0), dqp + off,
                       int(L));
-      detail::gemm<T>(false, false, int(d), int(L), int(L), scale, qp + off, int(L), dS, int(L), T(0),
+      backend::cpu::gemm<T>(false, false, int(d), int(L), int(L), scale, qp + off, int(L), dS, int(L), T(0),
                       dkp + off, int(L));
     }
     return {dq, dk, dv};

@@ -12,7 +12,7 @@
 //    shifted rows against g^T; dx is itself a stride-1 convolution,
 //      dx_n = conv(g, W~, padding k-1-p),  W~[c,o,u,v] = W[o,c,k-1-u,k-1-v],
 //    computed like the forward. Stride 2 builds cols (im2col) and uses col2im for dx.
-//  - im2col_blas (double and other ISAs by default): im2col and BLAS (detail::gemm, gemm.hpp).
+//  - im2col_blas (double and other ISAs by default): im2col and BLAS (backend::cpu::gemm).
 // Forward: samples are spread over OpenMP threads, each with its own workspace; a batch smaller
 // than the thread count spreads each GEMM instead. Backward: dW and dbias are sums over the
 // batch, so their float rounding depends on the summation order; the batch is split into a
@@ -29,7 +29,6 @@
 #include <vector>
 
 #include "softdiff/backend/cpu.hpp"
-#include "softdiff/nn/gemm.hpp"
 #include "softdiff/nn/conv_kernels.hpp"
 #include "softdiff/nn/conv_lowering.hpp"
 #include "softdiff/nn/layer_support.hpp"
@@ -362,7 +361,7 @@ private:
         cols = c;
       }
       for (std::size_t o = 0; o < B; ++o) std::fill(yn + o * L, yn + (o + 1) * L, bp[o]);
-      detail::gemm<T>(false, false, int(B), int(L), int(K), T(1), wp, int(K), cols, int(L), T(1), yn, int(L));
+      backend::cpu::gemm<T>(false, false, int(B), int(L), int(K), T(1), wp, int(K), cols, int(L), T(1), yn, int(L));
     }
   }
 
@@ -392,17 +391,17 @@ private:
           detail::im2col(xn, work, g);
           cols = work;
         }
-        detail::gemm<T>(false, true, int(B), int(K), int(L), T(1), gn, int(L), cols, int(L), T(n > n0 ? 1 : 0), dw,
+        backend::cpu::gemm<T>(false, true, int(B), int(K), int(L), T(1), gn, int(L), cols, int(L), T(n > n0 ? 1 : 0), dw,
                         int(K));
         for (std::size_t o = 0; o < B; ++o)
           for (std::size_t l = 0; l < L; ++l) db[o] += gn[o * L + l];
         if (!need_dx) continue;
         T* dxn = dxp + n * in_channels * HW;
         if (direct) {
-          detail::gemm<T>(true, false, int(K), int(L), int(B), T(1), wp, int(K), gn, int(L), T(0), dxn,
+          backend::cpu::gemm<T>(true, false, int(K), int(L), int(B), T(1), wp, int(K), gn, int(L), T(0), dxn,
                           int(L));
         } else {
-          detail::gemm<T>(true, false, int(K), int(L), int(B), T(1), wp, int(K), gn, int(L), T(0), work,
+          backend::cpu::gemm<T>(true, false, int(K), int(L), int(B), T(1), wp, int(K), gn, int(L), T(0), work,
                           int(L));
           detail::col2im(work, dxn, g);
         }

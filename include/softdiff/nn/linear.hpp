@@ -2,14 +2,13 @@
 // Linear(a, b), PyTorch semantics: y = x W^T + bias, x [N, a], W [b, a], bias [b], y [N, b].
 // Backward (the gradient rule, once): dW += dy^T x,  dbias += sum_N dy,  dx = dy W.
 // Forward: one dot product per output (a sample's output does not depend on its batch); backward:
-// one GEMM each for dW and dx (detail::gemm, gemm.hpp: the same rounding for any thread count).
+// one GEMM each for dW and dx (backend::cpu::gemm: the same rounding for any thread count).
 #include <cstddef>
 #include <span>
 #include <string>
 #include <string_view>
 
 #include "softdiff/backend/cpu.hpp"
-#include "softdiff/nn/gemm.hpp"
 #include "softdiff/nn/layer_support.hpp"
 #include "softdiff/nn/parameter_store.hpp"
 
@@ -80,13 +79,13 @@ struct linear {
     const matrix<T>& x = *x_;
     const std::size_t N = x.shape()[0], a = in_features, b = out_features;
     if (N == 0) return dx;
-    detail::gemm<T>(true, false, int(b), int(a), int(N), T(1), dy.data(), int(b), x.data(), int(a), T(1),
+    backend::cpu::gemm<T>(true, false, int(b), int(a), int(N), T(1), dy.data(), int(b), x.data(), int(a), T(1),
                     dweight.data(), int(a));
     for (std::size_t n = 0; n < N; ++n)
       for (std::size_t o = 0; o < b; ++o) dbias[o] += dy.data()[n * b + o];
     if (need_dx) {
       detail::ensure_shape(dx, std::array<std::size_t, 2>{N, a});
-      detail::gemm<T>(false, false, int(N), int(a), int(b), T(1), dy.data(), int(b), weight.data(), int(a),
+      backend::cpu::gemm<T>(false, false, int(N), int(a), int(b), T(1), dy.data(), int(b), weight.data(), int(a),
                       T(0), dx.data(), int(a));
     }
     return dx;
