@@ -28,6 +28,10 @@ struct forward_only {
   using scalar_type = float;
   void predict(const batch<float>&, std::span<const double>, batch<float>&) {}
 };
+struct features_without_count {  // features() but no feature_count()
+  using scalar_type = float;
+  xt::xtensor<float, 2> features(const batch<float>&) { return {}; }
+};
 }  // namespace
 
 TEST_CASE("shipped types satisfy their concepts", "[concepts]") {
@@ -36,10 +40,13 @@ TEST_CASE("shipped types satisfy their concepts", "[concepts]") {
   STATIC_REQUIRE(CorruptionOperator<op::scale<double>>);
   STATIC_REQUIRE(Schedule<good_schedule>);
   STATIC_REQUIRE(Denoiser<forward_only>);
+  STATIC_REQUIRE(FeatureExtractor<nn::classifier<float>>);
 }
 
 TEST_CASE("a type missing a required member does not satisfy its concept", "[concepts]") {
   STATIC_REQUIRE_FALSE(CorruptionOperator<no_adjoint>);
+  STATIC_REQUIRE_FALSE(FeatureExtractor<features_without_count>);
+  STATIC_REQUIRE_FALSE(FeatureExtractor<nn::refunet<float>>);
   STATIC_REQUIRE_FALSE(Schedule<no_sigma>);
   STATIC_REQUIRE_FALSE(TrainableDenoiser<forward_only>);
   STATIC_REQUIRE_FALSE(Backend<int>);

@@ -28,6 +28,7 @@
 #include <nlohmann/json.hpp>
 #include <xtensor/xtensor.hpp>
 
+#include "softdiff/concepts.hpp"
 #include "softdiff/data/safetensors.hpp"
 #include "softdiff/error.hpp"
 #include "softdiff/nn/checkpoint.hpp"
@@ -223,5 +224,8 @@ private:
   batch<T> chunk_;
   nlohmann::json info_;
 };
+
+static_assert(FeatureExtractor<classifier<float>>);
+static_assert(FeatureExtractor<classifier<double>>);
 
 }  // namespace softdiff::nn
