@@ -19,29 +19,7 @@
 #include "softdiff/nn/adam.hpp"
 #include "softdiff/nn/refunet.hpp"
 #include "softdiff/random.hpp"
-
-namespace {
-std::atomic<std::size_t> g_allocations{0};
-void* counted_alloc(std::size_t n, std::size_t align) {
-  g_allocations.fetch_add(1, std::memory_order_relaxed);
-  void* p = align > alignof(std::max_align_t) ? std::aligned_alloc(align, (n + align - 1) / align * align)
-                                              : std::malloc(n ? n : 1);
-  if (!p) throw std::bad_alloc();
-  return p;
-}
-}  // namespace
-void* operator new(std::size_t n) { return counted_alloc(n, 0); }
-void* operator new[](std::size_t n) { return counted_alloc(n, 0); }
-void* operator new(std::size_t n, std::align_val_t a) { return counted_alloc(n, static_cast<std::size_t>(a)); }
-void* operator new[](std::size_t n, std::align_val_t a) { return counted_alloc(n, static_cast<std::size_t>(a)); }
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete[](void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
-void operator delete(void* p, std::align_val_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::align_val_t) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
+#include "../tests/support/allocation_counter.hpp"  // counts heap allocations (allocs/iter)
 
 using namespace softdiff;
 
@@ -99,12 +77,12 @@ void BM_refunet_forward(benchmark::State& state) {
   setup& s = shared();
   s.net.set_max_replicas(static_cast<std::size_t>(state.range(0)));
   s.net.predict(s.x, s.t, s.phi);  // resizes buffers if the split changed
-  const std::size_t before = g_allocations.load();
+  const std::size_t before = test::allocations.load();
   for (auto _ : state) {
     s.net.predict(s.x, s.t, s.phi);
     benchmark::DoNotOptimize(s.phi.data());
   }
-  finish(state, g_allocations.load() - before);
+  finish(state, test::allocations.load() - before);
   state.counters["replicas"] = double(s.net.replicas_in_use());
 }
 
@@ -112,12 +90,12 @@ void BM_refunet_train_step(benchmark::State& state) {
   setup& s = shared();
   s.net.set_max_replicas(static_cast<std::size_t>(state.range(0)));
   s.train_step();
-  const std::size_t before = g_allocations.load();
+  const std::size_t before = test::allocations.load();
   for (auto _ : state) {
     s.train_step();
     benchmark::DoNotOptimize(s.loss);
   }
-  finish(state, g_allocations.load() - before);
+  finish(state, test::allocations.load() - before);
   state.counters["replicas"] = double(s.net.replicas_in_use());
 }
 

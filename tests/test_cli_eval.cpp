@@ -34,10 +34,8 @@ using result = test::cli_result;
 using test::contains;
 using test::q;
 using test::read_text;
+using test::run_tool;  // OpenMP settings come from ctest's environment (tests/CMakeLists.txt)
 
-result run(const test::temp_dir& dir, const std::string& args) {
-  return test::run_tool(dir, args, "OMP_NUM_THREADS=2 OMP_WAIT_POLICY=passive");
-}
 
 /// n varied c x h x w images in [-1, 1] as a float .npy file (phase `offset` tells sets apart).
 fs::path write_images(const test::temp_dir& dir, const std::string& name, std::size_t n, std::size_t h,
@@ -87,7 +85,7 @@ TEST_CASE("cli eval: metrics per sampler and step count, plot, grids, best setti
   const fs::path train = write_images(dir, "train.npy", 48, 8, 8, 0.0);
   const fs::path held_out = write_images(dir, "test.npy", 30, 8, 8, 0.5);
   const fs::path run_dir = dir / "run", out = dir / "ev";
-  result r = run(dir, "train --out " + q(run_dir) + " --steps 2 --data " + q(train) +
+  result r = run_tool(dir, "train --out " + q(run_dir) + " --steps 2 --data " + q(train) +
                           " --base-channels 8 --channel-mult 1,2 --batch 4 --lr 1e-3 --warmup 2 --ema-decay 0.9"
                           " --sample-count 2 --sample-steps 2");
   INFO(r.out << r.err);
@@ -97,7 +95,7 @@ TEST_CASE("cli eval: metrics per sampler and step count, plot, grids, best setti
   const std::string common = "eval --ckpt " + q(ckpt) + " --test-data " + q(held_out) + " --classifier " + q(clf) +
                              " --count 12 --reference 30";
 
-  r = run(dir, common + " --sampler naive,pc --steps 2,3 --grid-rows 3 --out " + q(out));
+  r = run_tool(dir, common + " --sampler naive,pc --steps 2,3 --grid-rows 3 --out " + q(out));
   INFO(r.out << r.err);
   REQUIRE(r.status == 0);
   CHECK(contains(r.err, "floor (train vs held-out)"));
@@ -141,7 +139,7 @@ TEST_CASE("cli eval: metrics per sampler and step count, plot, grids, best setti
   CHECK(summary["training"]["images"] == 48);  // the checkpoint's own data by default
 
   // the same seed gives the same numbers
-  r = run(dir, common + " --sampler naive,pc --steps 2,3 --grid-rows 3 --out " + q(dir / "ev2"));
+  r = run_tool(dir, common + " --sampler naive,pc --steps 2,3 --grid-rows 3 --out " + q(dir / "ev2"));
   REQUIRE(r.status == 0);
   CHECK(read_csv(dir / "ev2" / "metrics.csv")[2][3] == csv[2][3]);
 }
@@ -151,7 +149,7 @@ TEST_CASE("cli eval: bad input gives a clear error and a non-zero status", "[cli
   test::temp_dir dir("cli-eval-bad");
   const fs::path train = write_images(dir, "train.npy", 24, 8, 8, 0.0);
   const fs::path held_out = write_images(dir, "test.npy", 12, 8, 8, 0.5);
-  result r = run(dir, "train --out " + q(dir / "run") + " --steps 1 --data " + q(train) +
+  result r = run_tool(dir, "train --out " + q(dir / "run") + " --steps 1 --data " + q(train) +
                           " --base-channels 8 --channel-mult 1,2 --batch 4 --sample-count 2 --sample-steps 2");
   REQUIRE(r.status == 0);
   const fs::path ckpt = dir / "run" / "checkpoint.safetensors";
@@ -159,40 +157,40 @@ TEST_CASE("cli eval: bad input gives a clear error and a non-zero status", "[cli
   const std::string base = "eval --ckpt " + q(ckpt) + " --count 8 --reference 12 --out " + q(dir / "ev");
   const std::string common = base + " --test-data " + q(held_out) + " --classifier " + q(clf);
 
-  r = run(dir, common + " --sampler naive,euler --steps 2");
+  r = run_tool(dir, common + " --sampler naive,euler --steps 2");
   CHECK(r.status == 2);
   CHECK(contains(r.err, "unknown sampler 'euler' (known: naive, momentum, pf-momentum, ddim, pc)"));
-  r = run(dir, common + " --sampler naive,naive --steps 2");
+  r = run_tool(dir, common + " --sampler naive,naive --steps 2");
   CHECK(r.status == 2);
   CHECK(contains(r.err, "--sampler lists 'naive' twice"));
   for (const std::string bad : {"2,x", "0", "2,,3", "3,", "-4", "2.5"}) {
-    r = run(dir, common + " --steps " + bad);
+    r = run_tool(dir, common + " --steps " + bad);
     INFO(bad << ": " << r.err);
     CHECK(r.status == 2);
     CHECK(contains(r.err, "--steps '" + bad + "'"));
   }
-  r = run(dir, common + " --neighbours 8");
+  r = run_tool(dir, common + " --neighbours 8");
   CHECK(r.status == 2);
   CHECK(contains(r.err, "--count 8 must exceed --neighbours 8"));
-  r = run(dir, common + " --sampler naive --k-ratio 0.5");
+  r = run_tool(dir, common + " --sampler naive --k-ratio 0.5");
   CHECK(r.status == 2);
   CHECK(contains(r.err, "--k-ratio applies to ddim and pc only"));
 
-  r = run(dir, base + " --test-data " + q(held_out) + " --classifier " + q(write_classifier(dir, "c28.safetensors", 28, 28)));
+  r = run_tool(dir, base + " --test-data " + q(held_out) + " --classifier " + q(write_classifier(dir, "c28.safetensors", 28, 28)));
   CHECK(r.status == 1);
   CHECK(contains(r.err, "c28.safetensors' takes 1x28x28 images but the checkpoint"));
   CHECK(contains(r.err, "makes 1x8x8"));
-  r = run(dir, base + " --test-data " + q(held_out));  // the committed classifier takes Fashion-MNIST's 28 x 28
+  r = run_tool(dir, base + " --test-data " + q(held_out));  // the committed classifier takes Fashion-MNIST's 28 x 28
   CHECK(r.status == 1);
   CHECK(contains(r.err, "models/fashion_mnist_classifier.safetensors' takes 1x28x28 images but the checkpoint"));
-  r = run(dir, base + " --test-data " + q(held_out) + " --classifier " + q(dir / "none.safetensors"));
+  r = run_tool(dir, base + " --test-data " + q(held_out) + " --classifier " + q(dir / "none.safetensors"));
   CHECK(r.status == 1);
   CHECK(contains(r.err, "none.safetensors' does not exist; train one with `softdiff train-classifier`"));
-  r = run(dir, base + " --classifier " + q(clf) + " --test-data " + q(write_images(dir, "t9.npy", 12, 9, 9, 0.5)));
+  r = run_tool(dir, base + " --classifier " + q(clf) + " --test-data " + q(write_images(dir, "t9.npy", 12, 9, 9, 0.5)));
   CHECK(r.status == 1);
   CHECK(contains(r.err, "the held-out data .npy batch"));
   CHECK(contains(r.err, "has images 1x9x9 but the checkpoint"));
-  r = run(dir, common + " --train-data " + q(write_images(dir, "few.npy", 5, 8, 8, 0.1)));
+  r = run_tool(dir, common + " --train-data " + q(write_images(dir, "few.npy", 5, 8, 8, 0.1)));
   CHECK(r.status == 1);
   CHECK(contains(r.err, "has 5 images, fewer than --count 8"));
   CHECK_FALSE(fs::exists(dir / "ev" / "metrics.csv"));
@@ -210,7 +208,7 @@ TEST_CASE("cli eval: bad input gives a clear error and a non-zero status", "[cli
   }
   for (const auto& [key, value] : f.metadata) w.set_metadata(key, value);
   w.write(dir / "nan.safetensors");
-  r = run(dir, "eval --ckpt " + q(dir / "nan.safetensors") + " --count 8 --reference 12 --test-data " + q(held_out) +
+  r = run_tool(dir, "eval --ckpt " + q(dir / "nan.safetensors") + " --count 8 --reference 12 --test-data " + q(held_out) +
                    " --classifier " + q(clf) + " --sampler momentum --steps 3 --out " + q(dir / "ev"));
   INFO(r.err);
   CHECK(r.status == 1);

@@ -34,10 +34,8 @@ using result = test::cli_result;
 using test::contains;
 using test::q;
 using test::read_text;
+using test::run_tool;  // OpenMP settings come from ctest's environment (tests/CMakeLists.txt)
 
-result run(const test::temp_dir& dir, const std::string& args) {
-  return test::run_tool(dir, args, "OMP_NUM_THREADS=2 OMP_WAIT_POLICY=passive");
-}
 
 /// An IDX image file of n side x side images: a bright rectangle of seeded place and size on a
 /// dark background with a little texture (so blurring changes the data set a lot, then less).
@@ -88,7 +86,7 @@ TEST_CASE("cli schedule: both metrics write a loadable schedule, its plot, progr
   write_idx_images(dir / "images-idx3-ubyte", 400, 16);
   for (const std::string metric : {"sinkhorn", "sliced"}) {
     const fs::path json = dir / (metric + ".json"), png = dir / (metric + ".png");
-    const result r = run(dir, "schedule --data " + q(dir / "images-idx3-ubyte") + small + "--metric " + metric +
+    const result r = run_tool(dir, "schedule --data " + q(dir / "images-idx3-ubyte") + small + "--metric " + metric +
                                   (metric == "sinkhorn" ? " --points 64" : "") + " --out " + q(json));
     INFO(metric << "\n" << r.out << r.err);
     REQUIRE(r.status == 0);
@@ -119,14 +117,14 @@ TEST_CASE("cli schedule: the result drives forward-process and train", "[cli][sc
   test::temp_dir dir("cli-schedule-use");
   write_idx_images(dir / "images-idx3-ubyte", 300, 16);
   const fs::path json = dir / "s.json";
-  REQUIRE(run(dir, "schedule --data " + q(dir / "images-idx3-ubyte") + small + "--metric sliced --out " + q(json))
+  REQUIRE(run_tool(dir, "schedule --data " + q(dir / "images-idx3-ubyte") + small + "--metric sliced --out " + q(json))
               .status == 0);
-  const result fp = run(dir, "forward-process --schedule " + q(json) + " --data " + q(dir / "images-idx3-ubyte") +
+  const result fp = run_tool(dir, "forward-process --schedule " + q(json) + " --data " + q(dir / "images-idx3-ubyte") +
                                  " --steps 4 --out " + q(dir / "strip.png"));
   INFO(fp.out << fp.err);
   CHECK(fp.status == 0);
   CHECK(fs::exists(dir / "strip.png"));
-  const result tr = run(dir, "train --data " + q(dir / "images-idx3-ubyte") + " --schedule " + q(json) +
+  const result tr = run_tool(dir, "train --data " + q(dir / "images-idx3-ubyte") + " --schedule " + q(json) +
                                  " --limit 8 --steps 1 --batch 2 --base-channels 8 --channel-mult 1 --sample-count 1"
                                  " --sample-steps 1 --out " + q(dir / "run"));
   INFO(tr.out << tr.err);
@@ -138,7 +136,7 @@ TEST_CASE("cli schedule: --ckpt takes operator, data and last level from the che
   test::temp_dir dir("cli-schedule-ckpt");
   write_idx_images(dir / "images-idx3-ubyte", 200, 16);
   write_checkpoint(dir / "mask.safetensors", "mask", {1, 16, 16}, dir / "images-idx3-ubyte", 0.5);
-  const result r = run(dir, "schedule --ckpt " + q(dir / "mask.safetensors") +
+  const result r = run_tool(dir, "schedule --ckpt " + q(dir / "mask.safetensors") +
                                 " --slice 100 --levels 20 --target 5 --metric sliced --out " + q(dir / "m.json"));
   INFO(r.out << r.err);
   REQUIRE(r.status == 0);
@@ -183,13 +181,13 @@ TEST_CASE("cli schedule: bad input gives a message and an exit status, no schedu
       {"--max-level 2 --op mask" + data, 2, {"--max-level 2 must lie in (0, 1] for operator mask"}},
   };
   for (const bad_case& c : cases) {
-    const result r = run(dir, "schedule " + c.args + " --out " + q(out));
+    const result r = run_tool(dir, "schedule " + c.args + " --out " + q(out));
     INFO(c.args << "\n" << r.out << r.err);
     CHECK(r.status == c.status);
     for (const std::string& m : c.messages) CHECK(contains(r.err, m));
     CHECK_FALSE(fs::exists(out));
   }
-  const result wrong_out = run(dir, "schedule" + data + " --out " + q(dir / "s.txt"));
+  const result wrong_out = run_tool(dir, "schedule" + data + " --out " + q(dir / "s.txt"));
   CHECK(wrong_out.status == 2);
   CHECK(contains(wrong_out.err, "must end in .json"));
 }

@@ -17,37 +17,13 @@
 
 #include "softdiff/concepts.hpp"
 #include "softdiff/nn/refunet.hpp"
+#include "support/allocation_counter.hpp"
 #include "support/grad_check.hpp"
 
 using namespace softdiff;
 using Catch::Matchers::Contains;
 using softdiff::testing::inner;
 using softdiff::testing::random_tensor;
-
-// Every heap allocation of this test binary is counted, so a test can assert that a steady-state
-// forward and backward allocate nothing.
-namespace {
-std::atomic<std::size_t> g_allocations{0};
-void* counted_alloc(std::size_t n, std::size_t align) {
-  g_allocations.fetch_add(1, std::memory_order_relaxed);
-  void* p = align > alignof(std::max_align_t) ? std::aligned_alloc(align, (n + align - 1) / align * align)
-                                              : std::malloc(n ? n : 1);
-  if (!p) throw std::bad_alloc();
-  return p;
-}
-}  // namespace
-void* operator new(std::size_t n) { return counted_alloc(n, 0); }
-void* operator new[](std::size_t n) { return counted_alloc(n, 0); }
-void* operator new(std::size_t n, std::align_val_t a) { return counted_alloc(n, static_cast<std::size_t>(a)); }
-void* operator new[](std::size_t n, std::align_val_t a) { return counted_alloc(n, static_cast<std::size_t>(a)); }
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete[](void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
-void operator delete(void* p, std::align_val_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::align_val_t) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
 
 static_assert(TrainableDenoiser<nn::refunet<float>>);
 static_assert(TrainableDenoiser<nn::refunet<double>>);
@@ -303,10 +279,10 @@ TEST_CASE("refunet: steady-state forward and backward allocate nothing; gradient
   const float* buffers[] = {in.conv_in.y.data(), in.down[0].res[0].conv2.y.data(), in.mid0.norm1.dx.data(),
                             in.up[0].cat[0].d_second.data(), in.attn.out.data(), in.conv_out.y.data()};
   net.zero_grad();
-  const std::size_t before = g_allocations.load();
+  const std::size_t before = test::allocations.load();
   net.forward(x, t, phi);
   net.backward(g);
-  const std::size_t during = g_allocations.load() - before;
+  const std::size_t during = test::allocations.load() - before;
   INFO("heap allocations in one steady-state forward + backward: " << during);
   CHECK(during == 0);
   CHECK(phi.data() == phi_data);
