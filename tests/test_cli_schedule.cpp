@@ -130,6 +130,12 @@ TEST_CASE("cli schedule: the result drives forward-process and train", "[cli][sc
   INFO(tr.out << tr.err);
   CHECK(tr.status == 0);
   CHECK(fs::exists(dir / "run" / "checkpoint.safetensors"));
+  // a schedule made for one operator does not train another
+  const result other = run_tool(dir, "train --data " + q(dir / "images-idx3-ubyte") + " --schedule " + q(json) +
+                                    " --op mask --steps 1 --out " + q(dir / "run2"));
+  CHECK(other.status == 2);
+  CHECK(contains(other.err, "is for operator 'gaussian-blur' but --op is 'mask'"));
+  CHECK(!fs::exists(dir / "run2" / "checkpoint.safetensors"));
 }
 
 TEST_CASE("cli schedule: --ckpt takes operator, data and last level from the checkpoint", "[cli][schedule]") {

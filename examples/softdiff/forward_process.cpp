@@ -40,11 +40,6 @@ std::vector<std::string> split_list(const std::string& s) {
 }
 
 /// "gaussian_blur" (as schedule files may spell it) -> "gaussian-blur".
-std::string normalise_name(std::string s) {
-  std::replace(s.begin(), s.end(), '_', '-');
-  return s;
-}
-
 /// The one image x_0 ([1, C, H, W], values in [-1, 1]) from --in or the IDX data set.
 batch<float> load_image(const arg_parser& a, std::size_t index, std::string& source) {
   batch<float> all;
@@ -128,7 +123,7 @@ int run_forward_process(const arguments& args) {
   std::vector<std::string> ops = split_list(a.text("op"));
   if (a.given("schedule")) {
     table = schedule::tabulated::load_json(a.text("schedule"));
-    const std::string file_op = normalise_name(table->operator_name());
+    const std::string file_op = cli_operator_name(table->operator_name());
     if (!a.given("op")) {
       if (file_op.empty())
         throw usage_error("schedule " + a.text("schedule") + " names no operator; pass --op");

@@ -61,6 +61,13 @@ inline constexpr operator_info operator_table[] = {
   return s;
 }
 
+/// An operator's name() ("gaussian_blur") as the command line spells it ("gaussian-blur").
+[[nodiscard]] inline std::string cli_operator_name(std::string name) {
+  for (char& c : name)
+    if (c == '_') c = '-';
+  return name;
+}
+
 [[nodiscard]] inline const operator_info& find_operator(std::string_view name) {
   for (const auto& o : operator_table)
     if (o.name == name) return o;

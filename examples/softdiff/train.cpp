@@ -206,7 +206,12 @@ int run_train(const arguments& args) {
     if (a.given("schedule")) {
       if (a.given("max-level") || a.given("min-level"))
         throw usage_error("--min-level and --max-level apply to the two-stage default, not to --schedule");
-      sched.emplace(schedule::tabulated::load_json(a.text("schedule")));
+      schedule::tabulated table = schedule::tabulated::load_json(a.text("schedule"));
+      const std::string file_op = cli_operator_name(table.operator_name());
+      if (!file_op.empty() && file_op != op_name)
+        throw usage_error("schedule " + a.text("schedule") + " is for operator '" + file_op + "' but --op is '" +
+                          op_name + "'");
+      sched.emplace(std::move(table));
     } else {
       schedule::two_stage_parameters p = default_training_schedule(op_name, s[2], s[3]);
       if (a.given("max-level")) p.level_max = a.number("max-level");
