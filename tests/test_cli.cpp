@@ -25,14 +25,9 @@
 
 namespace fs = std::filesystem;
 using namespace softdiff;
+using namespace softdiff::test;  // run_tool, result, q, contains, read_text (support/cli_runner.hpp)
 
 namespace {
-
-using result = test::cli_result;
-using test::contains;
-using test::q;
-using test::run_tool;
-using test::read_text;
 
 template <class T>
 batch<T> ramp(shape4 s) {

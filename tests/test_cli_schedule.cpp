@@ -27,15 +27,9 @@
 
 namespace fs = std::filesystem;
 using namespace softdiff;
+using namespace softdiff::test;  // run_tool, result, q, contains, read_text (support/cli_runner.hpp)
 
 namespace {
-
-using result = test::cli_result;
-using test::contains;
-using test::q;
-using test::read_text;
-using test::run_tool;  // OpenMP settings come from ctest's environment (tests/CMakeLists.txt)
-
 
 /// An IDX image file of n side x side images: a bright rectangle of seeded place and size on a
 /// dark background with a little texture (so blurring changes the data set a lot, then less).

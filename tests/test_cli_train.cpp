@@ -19,15 +19,9 @@
 
 namespace fs = std::filesystem;
 using namespace softdiff;
+using namespace softdiff::test;  // run_tool, result, q, contains, read_text (support/cli_runner.hpp)
 
 namespace {
-
-using result = test::cli_result;
-using test::contains;
-using test::q;
-using test::run_tool;
-using test::read_text;
-
 
 /// n smooth c x h x w images in [-1, 1], as a float .npy file.
 fs::path write_images(const test::temp_dir& dir, const std::string& name, std::size_t n, std::size_t c, std::size_t h,

@@ -17,6 +17,7 @@ struct cli_result {
   int status = -1;  // exit status; 128 + signal number when killed by a signal
   std::string out, err;
 };
+using result = cli_result;  // the tool tests bring these names in with `using namespace softdiff::test;`
 
 /// `p` quoted for the shell.
 [[nodiscard]] inline std::string q(const std::filesystem::path& p) { return "'" + p.string() + "'"; }
