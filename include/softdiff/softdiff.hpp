@@ -72,6 +72,7 @@
 #include "softdiff/sampler/predictor_corrector.hpp"
 #include "softdiff/sampler/step_support.hpp"
 #include "softdiff/sampler/time_grid.hpp"
+#include "softdiff/sampler/update_rules.hpp"
 #include "softdiff/schedule/common.hpp"
 #include "softdiff/schedule/epsilon_graph.hpp"
 #include "softdiff/schedule/mse_matching.hpp"

@@ -6,14 +6,16 @@
 // Functors that draw noise work on one Philox block per index: block b covers the flat
 // elements [P b, P b + P), P = 4 for float and 2 for double (backend/philox.hpp), so a
 // deviate at flat index i is the one backend::cpu::fill_normal writes at i, on any backend.
-// The sampler formulas are those of include/softdiff/sampler/, in the same order of
-// operations, so that a backend reproduces the CPU samplers to rounding.
+// The sampler functors evaluate the update rules of sampler/update_rules.hpp, the very
+// expressions the CPU samplers of include/softdiff/sampler/ evaluate, so that a backend
+// reproduces the CPU samplers to rounding.
 #include <cstddef>
 #include <cstdint>
 #include <type_traits>
 
 #include "softdiff/backend/host_device.hpp"
 #include "softdiff/backend/philox.hpp"
+#include "softdiff/sampler/update_rules.hpp"
 
 namespace softdiff::backend::kernels {
 
@@ -112,10 +114,8 @@ struct fill_normal_fn {
   }
 };
 
-/// Momentum Sampler, Algorithm 2 / eq. 17 (sampler/momentum.hpp), with s = sigma_t, s' = sigma_{t'}:
-///   e = y_t - x_t;  z = x_t - ((s'^2 - s^2) / s^2) e + sqrt(s^2 - s'^2) eta;  x_{t'} = z + (C_{t'} x0 - y_t),
-/// a = (s'^2 - s^2) / s^2, b = sqrt(s^2 - s'^2), y = y_t = C_t x0, c = C_{t'} x0; x updated in place.
-/// Index: a Philox block.
+/// Momentum Sampler, Algorithm 2 / eq. 17 (sampler::rules::momentum), y = C_t x0, c = C_{t'} x0,
+/// a and b from rules::momentum_coefficients_for; x updated in place. Index: a Philox block.
 template <class T>
 struct momentum_fn {
   T* x;
@@ -125,11 +125,6 @@ struct momentum_fn {
   std::size_t n;
   std::uint64_t seed, stream;
 
-  SOFTDIFF_HOST_DEVICE static T update(T xi, T yi, T ci, T eta, T a, T b) {
-    const T e = yi - xi;
-    const T z = xi - a * e + b * eta;
-    return z + (ci - yi);
-  }
   SOFTDIFF_HOST_DEVICE void operator()(std::size_t blk) const {
     constexpr std::size_t p = normals_per_block<T>;
     T eta[p];
@@ -140,15 +135,16 @@ struct momentum_fn {
       detail::load_block(x + i0, xv);
       detail::load_block(y + i0, yv);
       detail::load_block(c + i0, cv);
-      for (std::size_t k = 0; k < p; ++k) xv[k] = update(xv[k], yv[k], cv[k], eta[k], a, b);
+      for (std::size_t k = 0; k < p; ++k) xv[k] = sampler::rules::momentum(xv[k], yv[k], cv[k], a, b, eta[k]);
       detail::store_block(x + i0, xv);
       return;
     }
-    for (std::size_t k = 0; i0 + k < n; ++k) x[i0 + k] = update(x[i0 + k], y[i0 + k], c[i0 + k], eta[k], a, b);
+    for (std::size_t k = 0; i0 + k < n; ++k)
+      x[i0 + k] = sampler::rules::momentum(x[i0 + k], y[i0 + k], c[i0 + k], a, b, eta[k]);
   }
 };
 
-/// Naive sampler, Algorithm 1 (sampler/naive.hpp): x_{t'} = C_{t'} h + sigma_{t'} eta, c = C_{t'} h.
+/// Naive sampler, Algorithm 1 (sampler::rules::naive): x_{t'} = C_{t'} h + sigma_{t'} eta, c = C_{t'} h.
 /// Index: a Philox block.
 template <class T>
 struct naive_fn {
@@ -166,15 +162,15 @@ struct naive_fn {
     if (i0 + p <= n) {
       T cv[p];
       detail::load_block(c + i0, cv);
-      for (std::size_t k = 0; k < p; ++k) cv[k] = cv[k] + s_next * eta[k];
+      for (std::size_t k = 0; k < p; ++k) cv[k] = sampler::rules::naive(cv[k], s_next, eta[k]);
       detail::store_block(x + i0, cv);
       return;
     }
-    for (std::size_t k = 0; i0 + k < n; ++k) x[i0 + k] = c[i0 + k] + s_next * eta[k];
+    for (std::size_t k = 0; i0 + k < n; ++k) x[i0 + k] = sampler::rules::naive(c[i0 + k], s_next, eta[k]);
   }
 };
 
-/// DDIM-type step, eq. 52 (sampler/ddim.hpp): out = C_{t'} h + sqrt(s'^2 - k^2) (x_t - C_t h) / s + k eta,
+/// DDIM-type step, eq. 52 (sampler::rules::ddim): out = C_{t'} h + sqrt(s'^2 - k^2) (x_t - C_t h) / s + k eta,
 /// r = sqrt(s'^2 - k^2) / s, y = C_t h, c = C_{t'} h; out may be x. Index: a Philox block.
 template <class T>
 struct ddim_noise_fn {
@@ -196,11 +192,12 @@ struct ddim_noise_fn {
       detail::load_block(x + i0, xv);
       detail::load_block(y + i0, yv);
       detail::load_block(c + i0, cv);
-      for (std::size_t q = 0; q < p; ++q) xv[q] = cv[q] + r * (xv[q] - yv[q]) + k * eta[q];
+      for (std::size_t q = 0; q < p; ++q) xv[q] = sampler::rules::ddim(xv[q], yv[q], cv[q], r, k, eta[q]);
       detail::store_block(out + i0, xv);
       return;
     }
-    for (std::size_t q = 0; i0 + q < n; ++q) out[i0 + q] = c[i0 + q] + r * (x[i0 + q] - y[i0 + q]) + k * eta[q];
+    for (std::size_t q = 0; i0 + q < n; ++q)
+      out[i0 + q] = sampler::rules::ddim(x[i0 + q], y[i0 + q], c[i0 + q], r, k, eta[q]);
   }
 };
 
@@ -212,26 +209,21 @@ struct ddim_fn {
   const T* y;
   const T* c;
   T r;
-  SOFTDIFF_HOST_DEVICE void operator()(std::size_t i) const { out[i] = c[i] + r * (x[i] - y[i]); }
+  SOFTDIFF_HOST_DEVICE void operator()(std::size_t i) const { out[i] = sampler::rules::ddim(x[i], y[i], c[i], r); }
 };
 
-/// Probability-flow Momentum Sampler, eq. 51 (sampler/pf_momentum.hpp):
-///   e = y_t - x_t;  x_{t'} = x_t - (1/2) ((s'^2 - s^2) / s^2) e + (C_{t'} x0 - y_t),  half_a = a / 2.
-/// Index: an element.
+/// Probability-flow Momentum Sampler, eq. 51 (sampler::rules::pf_momentum):
+///   x_{t'} = x_t - (1/2) ((s'^2 - s^2) / s^2) (y_t - x_t) + (C_{t'} x0 - y_t). Index: an element.
 template <class T>
 struct pf_momentum_fn {
   T* x;
   const T* y;
   const T* c;
   T half_a;
-  SOFTDIFF_HOST_DEVICE void operator()(std::size_t i) const {
-    const T e = y[i] - x[i];
-    x[i] = x[i] - half_a * e + (c[i] - y[i]);
-  }
+  SOFTDIFF_HOST_DEVICE void operator()(std::size_t i) const { x[i] = sampler::rules::pf_momentum(x[i], y[i], c[i], half_a); }
 };
 
-/// Predictor-corrector, corrector step (sampler/predictor_corrector.hpp, eq. 51 with hb = (h + h~) / 2):
-///   e = C_t hb - x_t;  x_{t'} = x_t - (1/2) a e + (C_{t'} hb - C_t hb),  C hb = (C h + C h~) / 2.
+/// Predictor-corrector, corrector step (sampler::rules::corrector, eq. 51 with hb = (h + h~) / 2).
 /// Index: an element.
 template <class T>
 struct corrector_fn {
@@ -242,9 +234,7 @@ struct corrector_fn {
   const T* c2;
   T half_a;
   SOFTDIFF_HOST_DEVICE void operator()(std::size_t i) const {
-    const T yb = T(0.5) * (y1[i] + y2[i]);
-    const T cb = T(0.5) * (c1[i] + c2[i]);
-    x[i] = x[i] - half_a * (yb - x[i]) + (cb - yb);
+    x[i] = sampler::rules::corrector(x[i], y1[i], c1[i], y2[i], c2[i], half_a);
   }
 };
 

@@ -27,25 +27,19 @@ namespace detail {
 template <class T>
 void ddim_update(const T* x, T* out, const T* y, const T* c, std::size_t n, double s, double s_next,
                  double k_ratio, const noise_source& noise) {
-  const double k = k_ratio * s_next;
-  const T r = static_cast<T>(std::sqrt(std::max(0.0, s_next * s_next - k * k)) / s);
-  if (k == 0.0) {
+  const rules::ddim_coefficients<T> co = rules::ddim_coefficients_for<T>(s, s_next, k_ratio);
+  const T r = co.r, k = co.k;
+  if (!co.noisy) {
     backend::cpu::parallel_chunks(n, elementwise_grain, [=](std::size_t lo, std::size_t hi) {
 #pragma omp simd
-      for (std::size_t i = lo; i < hi; ++i) out[i] = c[i] + r * (x[i] - y[i]);
+      for (std::size_t i = lo; i < hi; ++i) out[i] = rules::ddim(x[i], y[i], c[i], r);
     });
     return;
   }
-  const T kk = static_cast<T>(k);
   for_each_normal_chunk<T>(noise, n, [=](std::size_t lo, std::size_t hi, const T* eta) {
 #pragma omp simd
-    for (std::size_t i = lo; i < hi; ++i) out[i] = c[i] + r * (x[i] - y[i]) + kk * eta[i - lo];
+    for (std::size_t i = lo; i < hi; ++i) out[i] = rules::ddim(x[i], y[i], c[i], r, k, eta[i - lo]);
   });
-}
-
-inline void check_k_ratio(double k_ratio) {
-  softdiff::detail::require(std::isfinite(k_ratio) && k_ratio >= 0.0 && k_ratio <= 1.0,
-                            "sampler::ddim: k_ratio = k / sigma_{t'} must lie in [0, 1], got ", k_ratio);
 }
 
 }  // namespace detail
@@ -57,7 +51,7 @@ public:
   static constexpr std::string_view name = "ddim";
 
   /// k = k_ratio * sigma_{t'} on each step; k_ratio in [0, 1] (0: deterministic).
-  explicit ddim(double k_ratio = 0.0) : k_ratio_(k_ratio) { detail::check_k_ratio(k_ratio); }
+  explicit ddim(double k_ratio = 0.0) : k_ratio_(k_ratio) { rules::check_k_ratio("sampler::ddim", k_ratio); }
 
   [[nodiscard]] int evaluations_per_step() const { return 1; }
   [[nodiscard]] double k_ratio() const { return k_ratio_; }

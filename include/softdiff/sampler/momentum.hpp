@@ -79,18 +79,14 @@ private:
     //   z       = x_t - ((s'^2 - s^2) / s^2) e + sqrt(s^2 - s'^2) eta
     //   x_{t'}  = z + (C_{t'} x0 - y_t)
     // evaluated in one pass over x_t, y_t, C_{t'} x0 with eta generated in registers.
-    const T a = static_cast<T>((s_next * s_next - s * s) / (s * s));
-    const T b = static_cast<T>(std::sqrt(s * s - s_next * s_next));
+    const rules::momentum_coefficients<T> co = rules::momentum_coefficients_for<T>(s, s_next);
+    const T a = co.a, b = co.b;
     const T* y = w.y.data();
     const T* c = w.c.data();
     const T* xp = xt.data();  // may be out itself (whole-batch step): each index is read before it is written
     detail::for_each_normal_chunk_at<T>(noise, offset, size, [=](std::size_t lo, std::size_t hi, const T* eta) {
 #pragma omp simd
-      for (std::size_t i = lo; i < hi; ++i) {
-        const T e = y[i] - xp[i];
-        const T z = xp[i] - a * e + b * eta[i - lo];
-        out[i] = z + (c[i] - y[i]);
-      }
+      for (std::size_t i = lo; i < hi; ++i) out[i] = rules::momentum(xp[i], y[i], c[i], a, b, eta[i - lo]);
     });
   }
 

@@ -38,7 +38,7 @@ public:
     T* out = x.data();
     detail::for_each_normal_chunk<T>(noise, x.size(), [=](std::size_t b, std::size_t e, const T* eta) {
 #pragma omp simd
-      for (std::size_t i = b; i < e; ++i) out[i] = c[i] + sn * eta[i - b];
+      for (std::size_t i = b; i < e; ++i) out[i] = rules::naive(c[i], sn, eta[i - b]);
     });
   }
 

@@ -35,7 +35,7 @@ public:
   static constexpr std::string_view name = "predictor_corrector";
 
   /// Predictor noise k = k_ratio * sigma_{t'}, k_ratio in [0, 1] (0: deterministic).
-  explicit predictor_corrector(double k_ratio = 0.0) : k_ratio_(k_ratio) { detail::check_k_ratio(k_ratio); }
+  explicit predictor_corrector(double k_ratio = 0.0) : k_ratio_(k_ratio) { rules::check_k_ratio("sampler::predictor_corrector", k_ratio); }
 
   [[nodiscard]] int evaluations_per_step() const { return 2; }
   [[nodiscard]] double k_ratio() const { return k_ratio_; }
@@ -61,7 +61,7 @@ public:
     model.apply_operator(t_next, h_, c2_);  // C_{t'} h~
     // 4. corrector, eq. 51 with hb = (h + h~) / 2:
     //    e = C_t hb - x_t;  x_{t'} = x_t - (1/2) ((s'^2 - s^2) / s^2) e + (C_{t'} hb - C_t hb)
-    const T half_a = static_cast<T>(0.5 * (s_next * s_next - s * s) / (s * s));
+    const T half_a = rules::half_a_for<T>(s, s_next);
     const T* y1 = y_.data();
     const T* c1 = c_.data();
     const T* y2 = y2_.data();
@@ -69,11 +69,7 @@ public:
     T* xp = x.data();
     backend::cpu::parallel_chunks(x.size(), detail::elementwise_grain, [=](std::size_t lo, std::size_t hi) {
 #pragma omp simd
-      for (std::size_t i = lo; i < hi; ++i) {
-        const T yb = T(0.5) * (y1[i] + y2[i]);
-        const T cb = T(0.5) * (c1[i] + c2[i]);
-        xp[i] = xp[i] - half_a * (yb - xp[i]) + (cb - yb);
-      }
+      for (std::size_t i = lo; i < hi; ++i) xp[i] = rules::corrector(xp[i], y1[i], c1[i], y2[i], c2[i], half_a);
     });
   }
 

@@ -19,6 +19,7 @@
 #include "softdiff/backend/philox.hpp"
 #include "softdiff/error.hpp"
 #include "softdiff/random.hpp"
+#include "softdiff/sampler/update_rules.hpp"
 #include "softdiff/tensor.hpp"
 
 namespace softdiff::sampler::detail {
@@ -35,13 +36,7 @@ inline constexpr std::size_t elementwise_grain = std::size_t{1} << 16;
 /// denoise (SoftDiffusion::denoise), which every step calls first.
 template <class T>
 void check_step(const char* where, const batch<T>& x, double t, double t_next, double s, double s_next) {
-  softdiff::detail::require(std::isfinite(t) && std::isfinite(t_next) && t <= 1.0 && t_next >= 0.0 && t_next < t,
-                            where, ": a reverse step needs 0 <= t' < t <= 1, got t = ", t, ", t' = ", t_next);
-  softdiff::detail::require(std::isfinite(s) && s > 0.0, where, ": sigma(t) must be > 0 at t = ", t, ", got ", s);
-  softdiff::detail::require(std::isfinite(s_next) && s_next >= 0.0 && s_next <= s, where,
-                            ": need 0 <= sigma(t') <= sigma(t), got sigma(", t_next, ") = ", s_next, " and sigma(",
-                            t, ") = ", s);
-  softdiff::detail::require(x.size() > 0, where, ": empty batch ", to_string(shape_of(x)));
+  rules::check_step(where, shape_of(x), t, t_next, s, s_next);
 }
 
 /// dst = src (dst takes src's shape; no allocation when it already has it).

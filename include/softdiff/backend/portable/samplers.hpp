@@ -17,8 +17,8 @@
 #include "softdiff/backend/portable/buffer.hpp"
 #include "softdiff/backend/portable/operators.hpp"
 #include "softdiff/concepts.hpp"
-#include "softdiff/concepts.hpp"
 #include "softdiff/random.hpp"
+#include "softdiff/sampler/update_rules.hpp"
 
 namespace softdiff::backend::portable {
 
@@ -44,16 +44,7 @@ concept BackendSampler = BackendSamplingModel<M> && requires(S& smp, M& m, typen
 
 namespace detail {
 
-/// sampler::detail::check_step's checks: 0 <= t' < t <= 1, sigma_t > 0, 0 <= sigma_{t'} <= sigma_t, data.
-inline void check_step(const char* where, const shape4& s, double t, double t_next, double sg, double sg_next) {
-  softdiff::detail::require(std::isfinite(t) && std::isfinite(t_next) && t <= 1.0 && t_next >= 0.0 && t_next < t,
-                            where, ": a reverse step needs 0 <= t' < t <= 1, got t = ", t, ", t' = ", t_next);
-  softdiff::detail::require(std::isfinite(sg) && sg > 0.0, where, ": sigma(t) must be > 0 at t = ", t, ", got ", sg);
-  softdiff::detail::require(std::isfinite(sg_next) && sg_next >= 0.0 && sg_next <= sg, where,
-                            ": need 0 <= sigma(t') <= sigma(t), got sigma(", t_next, ") = ", sg_next, " and sigma(", t,
-                            ") = ", sg);
-  softdiff::detail::require(element_count(s) > 0, where, ": empty batch ", to_string(s));
-}
+using sampler::rules::check_step;
 
 /// The least a BackendSamplingModel offers, for the static_asserts below.
 template <class B, class T>
@@ -72,22 +63,18 @@ struct schedule_archetype {
   std::string name() const;
 };
 
-inline void check_k_ratio(double k_ratio) {
-  softdiff::detail::require(std::isfinite(k_ratio) && k_ratio >= 0.0 && k_ratio <= 1.0,
-                            "portable::ddim: k_ratio = k / sigma_{t'} must lie in [0, 1], got ", k_ratio);
-}
+inline void check_k_ratio(double k_ratio) { sampler::rules::check_k_ratio("portable::ddim", k_ratio); }
 
-/// Eq. 52 (sampler/ddim.hpp): out = c + sqrt(s'^2 - k^2) (x - y) / s + k eta, k = k_ratio s'.
+/// Eq. 52 (sampler::rules::ddim): out = c + sqrt(s'^2 - k^2) (x - y) / s + k eta, k = k_ratio s'.
 template <Backend B, class T>
 void ddim_update(const T* x, T* out, const T* y, const T* c, std::size_t n, double s, double s_next, double k_ratio,
                  const noise_source& noise) {
-  const double k = k_ratio * s_next;
-  const T r = static_cast<T>(std::sqrt(std::max(0.0, s_next * s_next - k * k)) / s);
-  if (k == 0.0)
-    B::parallel_for(n, kernels::ddim_fn<T>{x, out, y, c, r});
+  const sampler::rules::ddim_coefficients<T> co = sampler::rules::ddim_coefficients_for<T>(s, s_next, k_ratio);
+  if (!co.noisy)
+    B::parallel_for(n, kernels::ddim_fn<T>{x, out, y, c, co.r});
   else
     B::parallel_for(kernels::blocks_for<T>(n),
-                    kernels::ddim_noise_fn<T>{x, out, y, c, r, static_cast<T>(k), n, noise.seed, noise.stream});
+                    kernels::ddim_noise_fn<T>{x, out, y, c, co.r, co.k, n, noise.seed, noise.stream});
 }
 
 }  // namespace detail
@@ -152,9 +139,9 @@ public:
 
   /// The fused element-wise part of eq. 17 alone (x updated in place), given y_t and C_{t'} x0.
   static void update(T* x, const T* y, const T* c, std::size_t n, double sg, double s_next, const noise_source& noise) {
-    const T a = static_cast<T>((s_next * s_next - sg * sg) / (sg * sg));
-    const T b = static_cast<T>(std::sqrt(sg * sg - s_next * s_next));
-    B::parallel_for(kernels::blocks_for<T>(n), kernels::momentum_fn<T>{x, y, c, a, b, n, noise.seed, noise.stream});
+    const sampler::rules::momentum_coefficients<T> co = sampler::rules::momentum_coefficients_for<T>(sg, s_next);
+    B::parallel_for(kernels::blocks_for<T>(n),
+                    kernels::momentum_fn<T>{x, y, c, co.a, co.b, n, noise.seed, noise.stream});
   }
 
 private:
@@ -185,7 +172,7 @@ public:
     c_.resize(n);
     model.apply_operator(t, x0_.data(), s, y_.data());
     model.apply_operator(t_next, x0_.data(), s, c_.data());
-    const T half_a = static_cast<T>(0.5 * (s_next * s_next - sg * sg) / (sg * sg));
+    const T half_a = sampler::rules::half_a_for<T>(sg, s_next);
     B::parallel_for(n, kernels::pf_momentum_fn<T>{x, y_.data(), c_.data(), half_a});
   }
 
@@ -259,7 +246,7 @@ public:
     model.apply_operator(t, h_.data(), s, y2_.data());
     model.apply_operator(t_next, h_.data(), s, c2_.data());
     // 4. corrector, eq. 51 with hb = (h + h~) / 2
-    const T half_a = static_cast<T>(0.5 * (s_next * s_next - sg * sg) / (sg * sg));
+    const T half_a = sampler::rules::half_a_for<T>(sg, s_next);
     B::parallel_for(n, kernels::corrector_fn<T>{x, y_.data(), c_.data(), y2_.data(), c2_.data(), half_a});
   }
 
