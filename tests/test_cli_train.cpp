@@ -110,6 +110,11 @@ TEST_CASE("cli train: checkpoints, sample grids, progress, exact resume", "[cli]
       CHECK(shape_of(s) == shape4{5, 1, 8, 8});
       CHECK(std::all_of(s.begin(), s.end(), [](float v) { return std::isfinite(v); }));
     }
+    // progress within a run: every step when SOFTDIFF_PROGRESS_SECONDS=0 (the default is 5 s)
+    r = run_tool(dir, "sample --ckpt " + q(ckpt) + " --steps 3 --count 2 --out " + q(dir / "p.png"),
+                 "SOFTDIFF_PROGRESS_SECONDS=0");
+    REQUIRE(r.status == 0);
+    CHECK(contains(r.err, "sample: 2 samples, momentum, 3 steps ... 1/3 2/3 done"));
     CHECK(run_tool(dir, "sample --ckpt " + q(ckpt) + " --sampler euler --out " + q(dir / "e.png")).status == 2);
     CHECK(run_tool(dir, "sample --ckpt " + q(ckpt) + " --out " + q(dir / "e.jpg")).status == 2);
 

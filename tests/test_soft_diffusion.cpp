@@ -6,6 +6,8 @@
 #include <cmath>
 #include <cstddef>
 #include <span>
+#include <stdexcept>
+#include <utility>
 #include <vector>
 
 #include <xtensor/xview.hpp>
@@ -183,6 +185,30 @@ TEST_CASE("sample: from the fitted final distribution, reproducible from the see
   const std::vector<double> g{1.0, 0.5, 0.0};
   const batch<float> d = sd.sample(2, std::span<const double>(g), 3, sampler::ddim<float>{0.5});
   CHECK(shape_of(d) == shape4{2, 2, 8, 8});
+}
+
+TEST_CASE("sample: the step observer sees every step in order and changes nothing", "[soft_diffusion]") {
+  SoftDiffusion sd(op::dct_blur<float>{}, small_blur(), affine_net<float>{});
+  sd.fit_final_distribution(images<float>(6, 6));
+  std::vector<std::pair<std::size_t, std::size_t>> seen;
+  const auto record = [&seen](std::size_t done, std::size_t total) { seen.emplace_back(done, total); };
+  const batch<float> observed = sd.sample(3, 5, 11, sampler::momentum<float>{}, record);
+  const batch<float> plain = sd.sample<sampler::momentum<float>>(3, 5, 11);
+  CHECK(xt::allclose(observed, plain, 0.0, 0.0));
+  REQUIRE(seen.size() == 5);
+  for (std::size_t k = 0; k < 5; ++k) CHECK(seen[k] == std::pair<std::size_t, std::size_t>{k + 1, 5});
+  // on a user grid, and an observer that cancels by throwing after the second step
+  const std::vector<double> g{1.0, 0.75, 0.5, 0.0};
+  seen.clear();
+  (void)sd.sample(2, std::span<const double>(g), 3, sampler::naive<float>{}, record);
+  CHECK(seen == std::vector<std::pair<std::size_t, std::size_t>>{{1, 3}, {2, 3}, {3, 3}});
+  std::size_t calls = 0;
+  const auto cancel = [&calls](std::size_t done, std::size_t) {
+    ++calls;
+    if (done == 2) throw std::runtime_error("cancelled at step 2");
+  };
+  CHECK_THROWS_WITH(sd.sample(2, 10, 3, sampler::naive<float>{}, cancel), "cancelled at step 2");
+  CHECK(calls == 2);
 }
 
 TEST_CASE("SoftDiffusion: bad input throws with the reason", "[soft_diffusion]") {

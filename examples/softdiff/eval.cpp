@@ -213,7 +213,7 @@ int run_eval(const arguments& args) {
       t0 = std::chrono::steady_clock::now();
       batch<float> x;
       try {
-        x = draw_samples(m.model, s, count, n, seed, k_ratio);
+        x = draw_samples(m.model, s, count, n, seed, k_ratio, step_ticker{});
       } catch (const error& e) {
         std::cerr << "\n";
         throw error(detail::concat("sampler ", s, " with ", n, " steps failed: ", e.what()));

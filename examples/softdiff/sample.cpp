@@ -49,7 +49,9 @@ int run_sample(const arguments& args) {
 
   loaded_model m = load_model(a.text("ckpt"));
   const auto t0 = std::chrono::steady_clock::now();
-  const batch<float> x = draw_samples(m.model, name, count, steps, seed, k_ratio);
+  std::cerr << "sample: " << count << " samples, " << name << ", " << steps << " steps ..." << std::flush;
+  const batch<float> x = draw_samples(m.model, name, count, steps, seed, k_ratio, step_ticker{});
+  std::cerr << " done\n";
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   data::write_npy(npy, x);
   data::write_png_grid(png, x, columns);

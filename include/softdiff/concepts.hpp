@@ -123,6 +123,11 @@ concept Sampler = SamplingModel<M> && requires(S& s, M& model, batch<typename M:
   s.step(model, x, t, t, noise);
 };
 
+/// Called by SoftDiffusion::sample after each reverse step as on_step(steps done, steps in all):
+/// progress reports, cancellation by exception.
+template <class F>
+concept StepObserver = std::invocable<F&, std::size_t, std::size_t>;
+
 /// A feature extractor for sample-quality metrics (metrics/sample_quality.hpp): images
 /// [N, C, H, W] -> one row of feature_count() features per image, [N, F]; nn::classifier models
 /// it with its penultimate layer.

@@ -81,6 +81,12 @@ void require_finite_batch(const batch<T>& x, const char* where) {
 
 }  // namespace detail
 
+/// The StepObserver SoftDiffusion::sample uses when given none.
+struct no_step_observer {
+  void operator()(std::size_t /*done*/, std::size_t /*total*/) const noexcept {}
+};
+static_assert(StepObserver<no_step_observer>);
+
 template <CorruptionOperator Op, Schedule Sched, Denoiser Net>
   requires std::same_as<typename Op::scalar_type, typename Net::scalar_type>
 class SoftDiffusion {
@@ -208,18 +214,20 @@ public:
   void fit_final_distribution(const batch<T>& data) { final_.emplace(data); }
   [[nodiscard]] const std::optional<final_distribution_type>& final_distribution() const { return final_; }
 
-  /// `count` samples with `steps` steps on the uniform grid from t = 1 to t = 0.
-  template <class S>
-  [[nodiscard]] batch<T> sample(std::size_t count, std::size_t steps, std::uint64_t seed, S sampler = S{}) {
+  /// `count` samples with `steps` steps on the uniform grid from t = 1 to t = 0. `on_step(k, n)`
+  /// is called after step k of n (progress reports; it must not touch the model).
+  template <class S, StepObserver OnStep = no_step_observer>
+  [[nodiscard]] batch<T> sample(std::size_t count, std::size_t steps, std::uint64_t seed, S sampler = S{},
+                                OnStep on_step = {}) {
     const std::vector<double> grid = ::softdiff::sampler::uniform_grid(steps);
-    return sample<S>(count, std::span<const double>(grid), seed, std::move(sampler));
+    return sample<S>(count, std::span<const double>(grid), seed, std::move(sampler), on_step);
   }
 
   /// `count` samples on a user grid (sampler/time_grid.hpp), starting from the final distribution
   /// taken at grid[0]: x = C_{grid[0]} (colour) + sigma_{grid[0]} eta.
-  template <class S>
+  template <class S, StepObserver OnStep = no_step_observer>
   [[nodiscard]] batch<T> sample(std::size_t count, std::span<const double> grid, std::uint64_t seed,
-                                S sampler = S{}) {
+                                S sampler = S{}, OnStep on_step = {}) {
     static_assert(Sampler<S, SoftDiffusion>, "S must model softdiff::Sampler for this SoftDiffusion");
     ::softdiff::sampler::validate_grid(grid);
     detail::require(count > 0, "SoftDiffusion::sample: count must be > 0");
@@ -229,20 +237,23 @@ public:
     batch<T> x;
     final_->sample(op_, level(grid[0]), sigma(grid[0]), count,
                    noise_source{seed, stream_for(stream_purpose::initial, 0)}, x);
-    sample_from(x, grid, seed, sampler);
+    sample_from(x, grid, seed, sampler, on_step);
     return x;
   }
 
   /// Runs `sampler` over the grid from a given x at grid[0], in place. Step k takes x from
-  /// grid[k] to grid[k + 1] with noise stream stream_for(stream_purpose::sampler, k).
-  template <class S>
-  void sample_from(batch<T>& x, std::span<const double> grid, std::uint64_t seed, S& sampler) {
+  /// grid[k] to grid[k + 1] with noise stream stream_for(stream_purpose::sampler, k); then
+  /// on_step(k + 1, grid.size() - 1).
+  template <class S, StepObserver OnStep = no_step_observer>
+  void sample_from(batch<T>& x, std::span<const double> grid, std::uint64_t seed, S& sampler, OnStep on_step = {}) {
     static_assert(Sampler<S, SoftDiffusion>, "S must model softdiff::Sampler for this SoftDiffusion");
     ::softdiff::sampler::validate_grid(grid);
     detail::require(x.size() > 0, "SoftDiffusion::sample_from: empty batch ", to_string(shape_of(x)));
     detail::require_finite_batch(x, "SoftDiffusion::sample_from: x");
-    for (std::size_t k = 0; k + 1 < grid.size(); ++k)
+    for (std::size_t k = 0; k + 1 < grid.size(); ++k) {
       sampler.step(*this, x, grid[k], grid[k + 1], noise_source{seed, stream_for(stream_purpose::sampler, k)});
+      on_step(k + 1, grid.size() - 1);
+    }
   }
 
 private:
