@@ -6,16 +6,16 @@
 // Functors that draw noise work on one Philox block per index: block b covers the flat
 // elements [P b, P b + P), P = 4 for float and 2 for double (backend/philox.hpp), so a
 // deviate at flat index i is the one backend::cpu::fill_normal writes at i, on any backend.
-// The sampler functors evaluate the update rules of sampler/update_rules.hpp, the very
-// expressions the CPU samplers of include/softdiff/sampler/ evaluate, so that a backend
-// reproduces the CPU samplers to rounding.
+// The sampler steps run noisy_map_fn and map_fn with the rules of sampler/update_rules.hpp,
+// the very expressions the CPU samplers of include/softdiff/sampler/ evaluate, so that a
+// backend reproduces the CPU samplers to rounding.
 #include <cstddef>
 #include <cstdint>
 #include <type_traits>
+#include <utility>
 
 #include "softdiff/backend/host_device.hpp"
 #include "softdiff/backend/philox.hpp"
-#include "softdiff/sampler/update_rules.hpp"
 
 namespace softdiff::backend::kernels {
 
@@ -114,71 +114,16 @@ struct fill_normal_fn {
   }
 };
 
-/// Momentum Sampler, Algorithm 2 / eq. 17 (sampler::rules::momentum), y = C_t x0, c = C_{t'} x0,
-/// a and b from rules::momentum_coefficients_for; x updated in place. Index: a Philox block.
-template <class T>
-struct momentum_fn {
-  T* x;
-  const T* y;
-  const T* c;
-  T a, b;
-  std::size_t n;
-  std::uint64_t seed, stream;
-
-  SOFTDIFF_HOST_DEVICE void operator()(std::size_t blk) const {
-    constexpr std::size_t p = normals_per_block<T>;
-    T eta[p];
-    detail::normals<T>(blk, stream, seed, eta);
-    const std::size_t i0 = blk * p;
-    if (i0 + p <= n) {
-      T xv[p], yv[p], cv[p];
-      detail::load_block(x + i0, xv);
-      detail::load_block(y + i0, yv);
-      detail::load_block(c + i0, cv);
-      for (std::size_t k = 0; k < p; ++k) xv[k] = sampler::rules::momentum(xv[k], yv[k], cv[k], a, b, eta[k]);
-      detail::store_block(x + i0, xv);
-      return;
-    }
-    for (std::size_t k = 0; i0 + k < n; ++k)
-      x[i0 + k] = sampler::rules::momentum(x[i0 + k], y[i0 + k], c[i0 + k], a, b, eta[k]);
-  }
-};
-
-/// Naive sampler, Algorithm 1 (sampler::rules::naive): x_{t'} = C_{t'} h + sigma_{t'} eta, c = C_{t'} h.
-/// Index: a Philox block.
-template <class T>
-struct naive_fn {
-  T* x;
-  const T* c;
-  T s_next;
-  std::size_t n;
-  std::uint64_t seed, stream;
-
-  SOFTDIFF_HOST_DEVICE void operator()(std::size_t blk) const {
-    constexpr std::size_t p = normals_per_block<T>;
-    T eta[p];
-    detail::normals<T>(blk, stream, seed, eta);
-    const std::size_t i0 = blk * p;
-    if (i0 + p <= n) {
-      T cv[p];
-      detail::load_block(c + i0, cv);
-      for (std::size_t k = 0; k < p; ++k) cv[k] = sampler::rules::naive(cv[k], s_next, eta[k]);
-      detail::store_block(x + i0, cv);
-      return;
-    }
-    for (std::size_t k = 0; i0 + k < n; ++k) x[i0 + k] = sampler::rules::naive(c[i0 + k], s_next, eta[k]);
-  }
-};
-
-/// DDIM-type step, eq. 52 (sampler::rules::ddim): out = C_{t'} h + sqrt(s'^2 - k^2) (x_t - C_t h) / s + k eta,
-/// r = sqrt(s'^2 - k^2) / s, y = C_t h, c = C_{t'} h; out may be x. Index: a Philox block.
-template <class T>
-struct ddim_noise_fn {
-  const T* x;
+/// out[i] = rule(in[0][i], ..., in[K-1][i], eta_i) for i < n, eta_i the standard normal at flat
+/// index i (the one backend::cpu::fill_normal writes at i). The sampler steps with noise use it
+/// with their rule of sampler/update_rules.hpp. Index: a Philox block of P elements, read and
+/// written as single 16-byte accesses on the device when aligned; out may be one of the inputs
+/// (each element is read before it is written).
+template <class T, class Rule, std::size_t K>
+struct noisy_map_fn {
   T* out;
-  const T* y;
-  const T* c;
-  T r, k;
+  const T* in[K];
+  Rule rule;
   std::size_t n;
   std::uint64_t seed, stream;
 
@@ -188,53 +133,41 @@ struct ddim_noise_fn {
     detail::normals<T>(blk, stream, seed, eta);
     const std::size_t i0 = blk * p;
     if (i0 + p <= n) {
-      T xv[p], yv[p], cv[p];
-      detail::load_block(x + i0, xv);
-      detail::load_block(y + i0, yv);
-      detail::load_block(c + i0, cv);
-      for (std::size_t q = 0; q < p; ++q) xv[q] = sampler::rules::ddim(xv[q], yv[q], cv[q], r, k, eta[q]);
-      detail::store_block(out + i0, xv);
+      T v[K][p], r[p];
+      for (std::size_t a = 0; a < K; ++a) detail::load_block(in[a] + i0, v[a]);
+      for (std::size_t q = 0; q < p; ++q) r[q] = apply(v, q, eta[q], std::make_index_sequence<K>{});
+      detail::store_block(out + i0, r);
       return;
     }
-    for (std::size_t q = 0; i0 + q < n; ++q)
-      out[i0 + q] = sampler::rules::ddim(x[i0 + q], y[i0 + q], c[i0 + q], r, k, eta[q]);
+    for (std::size_t q = 0; i0 + q < n; ++q) {  // the last, partial block
+      T v[K][p];
+      for (std::size_t a = 0; a < K; ++a) v[a][q] = in[a][i0 + q];
+      out[i0 + q] = apply(v, q, eta[q], std::make_index_sequence<K>{});
+    }
+  }
+
+private:
+  template <std::size_t... A>
+  SOFTDIFF_HOST_DEVICE T apply(const T (&v)[K][normals_per_block<T>], std::size_t q, T eta,
+                               std::index_sequence<A...>) const {
+    return rule(v[A][q]..., eta);
   }
 };
 
-/// Eq. 52 with k = 0 (deterministic DDIM): out = C_{t'} h + (s' / s) (x_t - C_t h). Index: an element.
-template <class T>
-struct ddim_fn {
-  const T* x;
+/// out[i] = rule(in[0][i], ..., in[K-1][i]): the sampler steps without noise. Index: an element;
+/// out may be one of the inputs.
+template <class T, class Rule, std::size_t K>
+struct map_fn {
   T* out;
-  const T* y;
-  const T* c;
-  T r;
-  SOFTDIFF_HOST_DEVICE void operator()(std::size_t i) const { out[i] = sampler::rules::ddim(x[i], y[i], c[i], r); }
-};
+  const T* in[K];
+  Rule rule;
 
-/// Probability-flow Momentum Sampler, eq. 51 (sampler::rules::pf_momentum):
-///   x_{t'} = x_t - (1/2) ((s'^2 - s^2) / s^2) (y_t - x_t) + (C_{t'} x0 - y_t). Index: an element.
-template <class T>
-struct pf_momentum_fn {
-  T* x;
-  const T* y;
-  const T* c;
-  T half_a;
-  SOFTDIFF_HOST_DEVICE void operator()(std::size_t i) const { x[i] = sampler::rules::pf_momentum(x[i], y[i], c[i], half_a); }
-};
+  SOFTDIFF_HOST_DEVICE void operator()(std::size_t i) const { out[i] = apply(i, std::make_index_sequence<K>{}); }
 
-/// Predictor-corrector, corrector step (sampler::rules::corrector, eq. 51 with hb = (h + h~) / 2).
-/// Index: an element.
-template <class T>
-struct corrector_fn {
-  T* x;
-  const T* y1;
-  const T* c1;
-  const T* y2;
-  const T* c2;
-  T half_a;
-  SOFTDIFF_HOST_DEVICE void operator()(std::size_t i) const {
-    x[i] = sampler::rules::corrector(x[i], y1[i], c1[i], y2[i], c2[i], half_a);
+private:
+  template <std::size_t... A>
+  SOFTDIFF_HOST_DEVICE T apply(std::size_t i, std::index_sequence<A...>) const {
+    return rule(in[A][i]...);
   }
 };
 

@@ -27,18 +27,17 @@ namespace detail {
 template <class T>
 void ddim_update(const T* x, T* out, const T* y, const T* c, std::size_t n, double s, double s_next,
                  double k_ratio, const noise_source& noise) {
-  const rules::ddim_coefficients<T> co = rules::ddim_coefficients_for<T>(s, s_next, k_ratio);
-  const T r = co.r, k = co.k;
-  if (!co.noisy) {
+  const rules::ddim<T> rule = rules::ddim<T>::at(s, s_next, k_ratio);
+  if (!rule.noisy) {
     backend::cpu::parallel_chunks(n, elementwise_grain, [=](std::size_t lo, std::size_t hi) {
 #pragma omp simd
-      for (std::size_t i = lo; i < hi; ++i) out[i] = rules::ddim(x[i], y[i], c[i], r);
+      for (std::size_t i = lo; i < hi; ++i) out[i] = rule(x[i], y[i], c[i]);
     });
     return;
   }
   for_each_normal_chunk<T>(noise, n, [=](std::size_t lo, std::size_t hi, const T* eta) {
 #pragma omp simd
-    for (std::size_t i = lo; i < hi; ++i) out[i] = rules::ddim(x[i], y[i], c[i], r, k, eta[i - lo]);
+    for (std::size_t i = lo; i < hi; ++i) out[i] = rule(x[i], y[i], c[i], eta[i - lo]);
   });
 }
 

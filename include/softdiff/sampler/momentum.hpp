@@ -79,14 +79,13 @@ private:
     //   z       = x_t - ((s'^2 - s^2) / s^2) e + sqrt(s^2 - s'^2) eta
     //   x_{t'}  = z + (C_{t'} x0 - y_t)
     // evaluated in one pass over x_t, y_t, C_{t'} x0 with eta generated in registers.
-    const rules::momentum_coefficients<T> co = rules::momentum_coefficients_for<T>(s, s_next);
-    const T a = co.a, b = co.b;
+    const rules::momentum<T> rule = rules::momentum<T>::at(s, s_next);
     const T* y = w.y.data();
     const T* c = w.c.data();
     const T* xp = xt.data();  // may be out itself (whole-batch step): each index is read before it is written
     detail::for_each_normal_chunk_at<T>(noise, offset, size, [=](std::size_t lo, std::size_t hi, const T* eta) {
 #pragma omp simd
-      for (std::size_t i = lo; i < hi; ++i) out[i] = rules::momentum(xp[i], y[i], c[i], a, b, eta[i - lo]);
+      for (std::size_t i = lo; i < hi; ++i) out[i] = rule(xp[i], y[i], c[i], eta[i - lo]);
     });
   }
 

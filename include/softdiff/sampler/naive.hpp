@@ -33,12 +33,12 @@ public:
     }
     model.apply_operator(t_next, h_, c_);  // C_{t'} h
     // Algorithm 1: x_{t'} = C_{t'} h + sigma_{t'} eta
-    const T sn = static_cast<T>(s_next);
+    const rules::naive<T> rule = rules::naive<T>::at(s_next);
     const T* c = c_.data();
     T* out = x.data();
     detail::for_each_normal_chunk<T>(noise, x.size(), [=](std::size_t b, std::size_t e, const T* eta) {
 #pragma omp simd
-      for (std::size_t i = b; i < e; ++i) out[i] = rules::naive(c[i], sn, eta[i - b]);
+      for (std::size_t i = b; i < e; ++i) out[i] = rule(c[i], eta[i - b]);
     });
   }
 

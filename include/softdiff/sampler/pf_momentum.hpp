@@ -36,13 +36,13 @@ public:
     model.apply_operator(t, x0_, y_);       // y_t = C_t x0
     model.apply_operator(t_next, x0_, c_);  // C_{t'} x0
     // eq. 51: e = y_t - x_t;  z = x_t - (1/2) ((s'^2 - s^2) / s^2) e;  x_{t'} = z + (C_{t'} x0 - y_t)
-    const T half_a = rules::half_a_for<T>(s, s_next);
+    const rules::pf_momentum<T> rule = rules::pf_momentum<T>::at(s, s_next);
     const T* y = y_.data();
     const T* c = c_.data();
     T* xp = x.data();
     backend::cpu::parallel_chunks(x.size(), detail::elementwise_grain, [=](std::size_t lo, std::size_t hi) {
 #pragma omp simd
-      for (std::size_t i = lo; i < hi; ++i) xp[i] = rules::pf_momentum(xp[i], y[i], c[i], half_a);
+      for (std::size_t i = lo; i < hi; ++i) xp[i] = rule(xp[i], y[i], c[i]);
     });
   }
 

@@ -61,7 +61,7 @@ public:
     model.apply_operator(t_next, h_, c2_);  // C_{t'} h~
     // 4. corrector, eq. 51 with hb = (h + h~) / 2:
     //    e = C_t hb - x_t;  x_{t'} = x_t - (1/2) ((s'^2 - s^2) / s^2) e + (C_{t'} hb - C_t hb)
-    const T half_a = rules::half_a_for<T>(s, s_next);
+    const rules::corrector<T> rule = rules::corrector<T>::at(s, s_next);
     const T* y1 = y_.data();
     const T* c1 = c_.data();
     const T* y2 = y2_.data();
@@ -69,7 +69,7 @@ public:
     T* xp = x.data();
     backend::cpu::parallel_chunks(x.size(), detail::elementwise_grain, [=](std::size_t lo, std::size_t hi) {
 #pragma omp simd
-      for (std::size_t i = lo; i < hi; ++i) xp[i] = rules::corrector(xp[i], y1[i], c1[i], y2[i], c2[i], half_a);
+      for (std::size_t i = lo; i < hi; ++i) xp[i] = rule(xp[i], y1[i], c1[i], y2[i], c2[i]);
     });
   }
 

@@ -35,80 +35,72 @@ inline void check_k_ratio(const char* where, double k_ratio) {
                             ": k_ratio = k / sigma_{t'} must lie in [0, 1], got ", k_ratio);
 }
 
-// ---- Algorithm 1 (naive): x_{t'} = C_{t'} h + s' eta ----
+// ---- the rules: a small struct per equation, its coefficients set once per step by at(...)
+// (host, in double, then rounded to T), its formula evaluated per element by operator() ----
 
+/// Algorithm 1 (naive): x_{t'} = C_{t'} h + s' eta.
 template <class T>
-SOFTDIFF_HOST_DEVICE inline T naive(T c, T s_next, T eta) {
-  return c + s_next * eta;
-}
-
-// ---- Algorithm 2 / eq. 17 (momentum) ----
-//   e = y - x_t;  z = x_t - ((s'^2 - s^2) / s^2) e + sqrt(s^2 - s'^2) eta;  x_{t'} = z + (c - y)
-
-template <class T>
-struct momentum_coefficients {
-  T a;  // (s'^2 - s^2) / s^2
-  T b;  // sqrt(s^2 - s'^2)
+struct naive {
+  T s_next;
+  [[nodiscard]] static naive at(double s_next) { return {static_cast<T>(s_next)}; }
+  SOFTDIFF_HOST_DEVICE T operator()(T c, T eta) const { return c + s_next * eta; }
 };
 
+/// Algorithm 2 / eq. 17 (momentum):
+///   e = y - x_t;  z = x_t - ((s'^2 - s^2) / s^2) e + sqrt(s^2 - s'^2) eta;  x_{t'} = z + (c - y).
 template <class T>
-[[nodiscard]] inline momentum_coefficients<T> momentum_coefficients_for(double s, double s_next) {
-  return {static_cast<T>((s_next * s_next - s * s) / (s * s)), static_cast<T>(std::sqrt(s * s - s_next * s_next))};
-}
+struct momentum {
+  T a;  // (s'^2 - s^2) / s^2
+  T b;  // sqrt(s^2 - s'^2)
+  [[nodiscard]] static momentum at(double s, double s_next) {
+    return {static_cast<T>((s_next * s_next - s * s) / (s * s)), static_cast<T>(std::sqrt(s * s - s_next * s_next))};
+  }
+  SOFTDIFF_HOST_DEVICE T operator()(T x, T y, T c, T eta) const {
+    const T e = y - x;
+    const T z = x - a * e + b * eta;
+    return z + (c - y);
+  }
+};
 
+/// Eq. 51 (probability-flow momentum): x_{t'} = x_t - (1/2) ((s'^2 - s^2) / s^2) (y - x_t) + (c - y).
 template <class T>
-SOFTDIFF_HOST_DEVICE inline T momentum(T x, T y, T c, T a, T b, T eta) {
-  const T e = y - x;
-  const T z = x - a * e + b * eta;
-  return z + (c - y);
-}
+struct pf_momentum {
+  T half_a;  // (1/2) (s'^2 - s^2) / s^2
+  [[nodiscard]] static pf_momentum at(double s, double s_next) {
+    return {static_cast<T>(0.5 * (s_next * s_next - s * s) / (s * s))};
+  }
+  SOFTDIFF_HOST_DEVICE T operator()(T x, T y, T c) const {
+    const T e = y - x;
+    return x - half_a * e + (c - y);
+  }
+};
 
-// ---- eq. 51 (probability-flow momentum): x_{t'} = x_t - (1/2) ((s'^2 - s^2) / s^2) e + (c - y) ----
-
-/// half_a = (1/2) (s'^2 - s^2) / s^2, the coefficient of eq. 51 (also the corrector's).
+/// The predictor-corrector's corrector: eq. 51 with hb = (h + h~) / 2, so that
+/// C hb = (C h + C h~) / 2; y1, c1 = C_t h, C_{t'} h and y2, c2 = C_t h~, C_{t'} h~.
 template <class T>
-[[nodiscard]] inline T half_a_for(double s, double s_next) {
-  return static_cast<T>(0.5 * (s_next * s_next - s * s) / (s * s));
-}
+struct corrector {
+  T half_a;  // as in eq. 51
+  [[nodiscard]] static corrector at(double s, double s_next) { return {pf_momentum<T>::at(s, s_next).half_a}; }
+  SOFTDIFF_HOST_DEVICE T operator()(T x, T y1, T c1, T y2, T c2) const {
+    const T yb = T(0.5) * (y1 + y2);
+    const T cb = T(0.5) * (c1 + c2);
+    return x - half_a * (yb - x) + (cb - yb);
+  }
+};
 
+/// Eq. 52 (DDIM-type): x_{t'} = c + sqrt(s'^2 - k^2) (x_t - y) / s + k eta, k = k_ratio s'.
+/// The three-argument form is the deterministic step (k = 0), which draws no noise.
 template <class T>
-SOFTDIFF_HOST_DEVICE inline T pf_momentum(T x, T y, T c, T half_a) {
-  const T e = y - x;
-  return x - half_a * e + (c - y);
-}
-
-/// The predictor-corrector's corrector: eq. 51 with hb = (h + h~) / 2, so C hb = (C h + C h~) / 2.
-template <class T>
-SOFTDIFF_HOST_DEVICE inline T corrector(T x, T y1, T c1, T y2, T c2, T half_a) {
-  const T yb = T(0.5) * (y1 + y2);
-  const T cb = T(0.5) * (c1 + c2);
-  return x - half_a * (yb - x) + (cb - yb);
-}
-
-// ---- eq. 52 (DDIM-type): x_{t'} = c + sqrt(s'^2 - k^2) (x_t - y) / s + k eta, k = k_ratio s' ----
-
-template <class T>
-struct ddim_coefficients {
+struct ddim {
   T r;  // sqrt(s'^2 - k^2) / s
   T k;
   bool noisy;  // k > 0
+  [[nodiscard]] static ddim at(double s, double s_next, double k_ratio) {
+    const double k = k_ratio * s_next;
+    return {static_cast<T>(std::sqrt(std::max(0.0, s_next * s_next - k * k)) / s), static_cast<T>(k), k != 0.0};
+  }
+  SOFTDIFF_HOST_DEVICE T operator()(T x, T y, T c) const { return c + r * (x - y); }
+  SOFTDIFF_HOST_DEVICE T operator()(T x, T y, T c, T eta) const { return c + r * (x - y) + k * eta; }
 };
-
-template <class T>
-[[nodiscard]] inline ddim_coefficients<T> ddim_coefficients_for(double s, double s_next, double k_ratio) {
-  const double k = k_ratio * s_next;
-  return {static_cast<T>(std::sqrt(std::max(0.0, s_next * s_next - k * k)) / s), static_cast<T>(k), k != 0.0};
-}
-
-/// Eq. 52 with k = 0 (deterministic DDIM).
-template <class T>
-SOFTDIFF_HOST_DEVICE inline T ddim(T x, T y, T c, T r) {
-  return c + r * (x - y);
-}
-
-template <class T>
-SOFTDIFF_HOST_DEVICE inline T ddim(T x, T y, T c, T r, T k, T eta) {
-  return c + r * (x - y) + k * eta;
-}
 
 }  // namespace softdiff::sampler::rules

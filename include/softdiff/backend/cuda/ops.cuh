@@ -111,8 +111,7 @@ void scale_apply(T alpha, const T* x, T* y, std::size_t n, cudaStream_t stream) 
 template <class T>
 void naive_update(T* x, const T* c, std::size_t n, double sigma_next, const noise_source& noise, cudaStream_t stream) {
   cuda_stream_scope scope(stream);
-  cuda::parallel_for(kernels::blocks_for<T>(n),
-                     kernels::naive_fn<T>{x, c, static_cast<T>(sigma_next), n, noise.seed, noise.stream});
+  portable::naive<cuda, T>::update(x, c, n, sigma_next, noise);
 }
 
 /// Eq. 17: x = x - ((s'^2 - s^2)/s^2)(y - x) + sqrt(s^2 - s'^2) eta + (c - y), y = C_t x0, c = C_{t'} x0.
@@ -128,15 +127,14 @@ template <class T>
 void pf_momentum_update(T* x, const T* y, const T* c, std::size_t n, double sigma, double sigma_next,
                         cudaStream_t stream) {
   cuda_stream_scope scope(stream);
-  const T half_a = static_cast<T>(0.5 * (sigma_next * sigma_next - sigma * sigma) / (sigma * sigma));
-  cuda::parallel_for(n, kernels::pf_momentum_fn<T>{x, y, c, half_a});
+  portable::pf_momentum<cuda, T>::update(x, y, c, n, sigma, sigma_next);
 }
 
 /// Eq. 52: out = c + sqrt(s'^2 - k^2)(x - y)/s + k eta, k = k_ratio s', y = C_t h, c = C_{t'} h.
 template <class T>
 void ddim_update(const T* x, T* out, const T* y, const T* c, std::size_t n, double sigma, double sigma_next,
                  double k_ratio, const noise_source& noise, cudaStream_t stream) {
-  portable::detail::check_k_ratio(k_ratio);
+  sampler::rules::check_k_ratio("cuda_ops::ddim_update", k_ratio);
   cuda_stream_scope scope(stream);
   portable::detail::ddim_update<cuda, T>(x, out, y, c, n, sigma, sigma_next, k_ratio, noise);
 }
@@ -147,8 +145,7 @@ template <class T>
 void corrector_update(T* x, const T* y1, const T* c1, const T* y2, const T* c2, std::size_t n, double sigma,
                       double sigma_next, cudaStream_t stream) {
   cuda_stream_scope scope(stream);
-  const T half_a = static_cast<T>(0.5 * (sigma_next * sigma_next - sigma * sigma) / (sigma * sigma));
-  cuda::parallel_for(n, kernels::corrector_fn<T>{x, y1, c1, y2, c2, half_a});
+  portable::predictor_corrector<cuda, T>::correct(x, y1, c1, y2, c2, n, sigma, sigma_next);
 }
 
 /// out = noise.fill at flat indices [offset, offset + n), on the device.

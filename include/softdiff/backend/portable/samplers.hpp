@@ -63,18 +63,53 @@ struct schedule_archetype {
   std::string name() const;
 };
 
-inline void check_k_ratio(double k_ratio) { sampler::rules::check_k_ratio("portable::ddim", k_ratio); }
+namespace rules = sampler::rules;
 
-/// Eq. 52 (sampler::rules::ddim): out = c + sqrt(s'^2 - k^2) (x - y) / s + k eta, k = k_ratio s'.
+/// out[i] = rule(in[0][i], ..., eta_i) on backend B, eta the normals of `noise` at flat index i.
+template <Backend B, class T, class Rule, std::size_t K>
+void noisy_map(T* out, const T* const (&in)[K], Rule rule, std::size_t n, const noise_source& noise) {
+  kernels::noisy_map_fn<T, Rule, K> f{out, {}, rule, n, noise.seed, noise.stream};
+  for (std::size_t a = 0; a < K; ++a) f.in[a] = in[a];
+  B::parallel_for(kernels::blocks_for<T>(n), f);
+}
+
+/// out[i] = rule(in[0][i], ...) on backend B.
+template <Backend B, class T, class Rule, std::size_t K>
+void map(T* out, const T* const (&in)[K], Rule rule, std::size_t n) {
+  kernels::map_fn<T, Rule, K> f{out, {}, rule};
+  for (std::size_t a = 0; a < K; ++a) f.in[a] = in[a];
+  B::parallel_for(n, f);
+}
+
+/// The start of every step but the naive one: h = phi(x_t, t) + x_t, then y = C_t h and
+/// c = C_{t'} h. On a final step (s' = 0) x becomes h instead and the result is false
+/// (sampler/step_support.hpp's convention).
+template <Backend B, class M, class T = typename M::scalar_type>
+bool estimate(M& model, T* x, const shape4& s, double t, double t_next, double s_next, buffer<B, T>& h,
+              buffer<B, T>& y, buffer<B, T>& c) {
+  const std::size_t n = element_count(s);
+  h.resize(n);
+  model.denoise(x, s, t, h.data());
+  if (s_next == 0.0) {
+    copy_apply<B>(h.data(), x, n);
+    return false;
+  }
+  y.resize(n);
+  c.resize(n);
+  model.apply_operator(t, h.data(), s, y.data());
+  model.apply_operator(t_next, h.data(), s, c.data());
+  return true;
+}
+
+/// Eq. 52 (rules::ddim): out = c + sqrt(s'^2 - k^2) (x - y) / s + k eta, k = k_ratio s'.
 template <Backend B, class T>
 void ddim_update(const T* x, T* out, const T* y, const T* c, std::size_t n, double s, double s_next, double k_ratio,
                  const noise_source& noise) {
-  const sampler::rules::ddim_coefficients<T> co = sampler::rules::ddim_coefficients_for<T>(s, s_next, k_ratio);
-  if (!co.noisy)
-    B::parallel_for(n, kernels::ddim_fn<T>{x, out, y, c, co.r});
+  const rules::ddim<T> rule = rules::ddim<T>::at(s, s_next, k_ratio);
+  if (rule.noisy)
+    noisy_map<B>(out, {x, y, c}, rule, n, noise);
   else
-    B::parallel_for(kernels::blocks_for<T>(n),
-                    kernels::ddim_noise_fn<T>{x, out, y, c, co.r, co.k, n, noise.seed, noise.stream});
+    map<B>(out, {x, y, c}, rule, n);
 }
 
 }  // namespace detail
@@ -101,8 +136,12 @@ public:
     }
     c_.resize(n);
     model.apply_operator(t_next, h_.data(), s, c_.data());  // C_{t'} h
-    B::parallel_for(kernels::blocks_for<T>(n),
-                    kernels::naive_fn<T>{x, c_.data(), static_cast<T>(s_next), n, noise.seed, noise.stream});
+    update(x, c_.data(), n, s_next, noise);
+  }
+
+  /// The element-wise part alone: x = c + s' eta, c = C_{t'} h.
+  static void update(T* x, const T* c, std::size_t n, double s_next, const noise_source& noise) {
+    detail::noisy_map<B>(x, {c}, sampler::rules::naive<T>::at(s_next), n, noise);
   }
 
 private:
@@ -123,25 +162,13 @@ public:
   void step(M& model, T* x, const shape4& s, double t, double t_next, const noise_source& noise) {
     const double sg = model.sigma(t), s_next = model.sigma(t_next);
     detail::check_step("portable::momentum::step", s, t, t_next, sg, s_next);
-    const std::size_t n = element_count(s);
-    x0_.resize(n);
-    model.denoise(x, s, t, x0_.data());
-    if (s_next == 0.0) {
-      copy_apply<B>(x0_.data(), x, n);
-      return;
-    }
-    y_.resize(n);
-    c_.resize(n);
-    model.apply_operator(t, x0_.data(), s, y_.data());       // y_t = C_t x0
-    model.apply_operator(t_next, x0_.data(), s, c_.data());  // C_{t'} x0
-    update(x, y_.data(), c_.data(), n, sg, s_next, noise);
+    if (detail::estimate(model, x, s, t, t_next, s_next, x0_, y_, c_))
+      update(x, y_.data(), c_.data(), element_count(s), sg, s_next, noise);
   }
 
   /// The fused element-wise part of eq. 17 alone (x updated in place), given y_t and C_{t'} x0.
   static void update(T* x, const T* y, const T* c, std::size_t n, double sg, double s_next, const noise_source& noise) {
-    const sampler::rules::momentum_coefficients<T> co = sampler::rules::momentum_coefficients_for<T>(sg, s_next);
-    B::parallel_for(kernels::blocks_for<T>(n),
-                    kernels::momentum_fn<T>{x, y, c, co.a, co.b, n, noise.seed, noise.stream});
+    detail::noisy_map<B>(x, {x, y, c}, sampler::rules::momentum<T>::at(sg, s_next), n, noise);
   }
 
 private:
@@ -161,97 +188,93 @@ public:
   void step(M& model, T* x, const shape4& s, double t, double t_next, const noise_source& /*noise*/) {
     const double sg = model.sigma(t), s_next = model.sigma(t_next);
     detail::check_step("portable::pf_momentum::step", s, t, t_next, sg, s_next);
-    const std::size_t n = element_count(s);
-    x0_.resize(n);
-    model.denoise(x, s, t, x0_.data());
-    if (s_next == 0.0) {
-      copy_apply<B>(x0_.data(), x, n);
-      return;
-    }
-    y_.resize(n);
-    c_.resize(n);
-    model.apply_operator(t, x0_.data(), s, y_.data());
-    model.apply_operator(t_next, x0_.data(), s, c_.data());
-    const T half_a = sampler::rules::half_a_for<T>(sg, s_next);
-    B::parallel_for(n, kernels::pf_momentum_fn<T>{x, y_.data(), c_.data(), half_a});
+    if (detail::estimate(model, x, s, t, t_next, s_next, x0_, y_, c_))
+      update(x, y_.data(), c_.data(), element_count(s), sg, s_next);
+  }
+
+  /// The element-wise part of eq. 51 alone (x updated in place), given y_t and C_{t'} x0.
+  static void update(T* x, const T* y, const T* c, std::size_t n, double sg, double s_next) {
+    detail::map<B>(x, {x, y, c}, sampler::rules::pf_momentum<T>::at(sg, s_next), n);
   }
 
 private:
   buffer<B, T> x0_, y_, c_;
 };
 
+namespace detail {
+
+/// The noise ratio k = k_ratio sigma_{t'} of eq. 52, held by ddim and predictor_corrector.
+class k_ratio_holder {
+public:
+  explicit k_ratio_holder(double k_ratio, const char* where) : k_ratio_(k_ratio) {
+    sampler::rules::check_k_ratio(where, k_ratio);
+  }
+  [[nodiscard]] double k_ratio() const { return k_ratio_; }
+
+protected:
+  double k_ratio_;
+};
+
+}  // namespace detail
+
 /// Eq. 52: x_{t'} = C_{t'} h + sqrt(s'^2 - k^2) (x_t - C_t h) / s + k eta, k = k_ratio s'.
 template <Backend B, class T = float>
-class ddim {
+class ddim : public detail::k_ratio_holder {
 public:
   using scalar_type = T;
   static constexpr std::string_view name = "ddim";
-  explicit ddim(double k_ratio = 0.0) : k_ratio_(k_ratio) { detail::check_k_ratio(k_ratio); }
+  explicit ddim(double k_ratio = 0.0) : detail::k_ratio_holder(k_ratio, "portable::ddim") {}
   [[nodiscard]] int evaluations_per_step() const { return 1; }
-  [[nodiscard]] double k_ratio() const { return k_ratio_; }
 
   template <BackendSamplingModel M>
     requires std::same_as<typename M::scalar_type, T> && std::same_as<typename M::backend_type, B>
   void step(M& model, T* x, const shape4& s, double t, double t_next, const noise_source& noise) {
     const double sg = model.sigma(t), s_next = model.sigma(t_next);
     detail::check_step("portable::ddim::step", s, t, t_next, sg, s_next);
-    const std::size_t n = element_count(s);
-    h_.resize(n);
-    model.denoise(x, s, t, h_.data());
-    if (s_next == 0.0) {
-      copy_apply<B>(h_.data(), x, n);
-      return;
-    }
-    y_.resize(n);
-    c_.resize(n);
-    model.apply_operator(t, h_.data(), s, y_.data());       // C_t h
-    model.apply_operator(t_next, h_.data(), s, c_.data());  // C_{t'} h
-    detail::ddim_update<B, T>(x, x, y_.data(), c_.data(), n, sg, s_next, k_ratio_, noise);
+    if (detail::estimate(model, x, s, t, t_next, s_next, h_, y_, c_))  // h, C_t h, C_{t'} h
+      detail::ddim_update<B, T>(x, x, y_.data(), c_.data(), element_count(s), sg, s_next, this->k_ratio_, noise);
   }
 
 private:
-  double k_ratio_;
   buffer<B, T> h_, y_, c_;
 };
 
 /// DDIM predictor (eq. 52), then the probability-flow momentum corrector (eq. 51) with the
 /// trapezoidal estimate hb = (h + h~) / 2 (sampler/predictor_corrector.hpp).
 template <Backend B, class T = float>
-class predictor_corrector {
+class predictor_corrector : public detail::k_ratio_holder {
 public:
   using scalar_type = T;
   static constexpr std::string_view name = "predictor_corrector";
-  explicit predictor_corrector(double k_ratio = 0.0) : k_ratio_(k_ratio) { detail::check_k_ratio(k_ratio); }
+  explicit predictor_corrector(double k_ratio = 0.0) : detail::k_ratio_holder(k_ratio, "portable::predictor_corrector") {}
   [[nodiscard]] int evaluations_per_step() const { return 2; }
-  [[nodiscard]] double k_ratio() const { return k_ratio_; }
 
   template <BackendSamplingModel M>
     requires std::same_as<typename M::scalar_type, T> && std::same_as<typename M::backend_type, B>
   void step(M& model, T* x, const shape4& s, double t, double t_next, const noise_source& noise) {
     const double sg = model.sigma(t), s_next = model.sigma(t_next);
     detail::check_step("portable::predictor_corrector::step", s, t, t_next, sg, s_next);
+    if (!detail::estimate(model, x, s, t, t_next, s_next, h_, y_, c_)) return;  // 1. h, C_t h, C_{t'} h
     const std::size_t n = element_count(s);
-    h_.resize(n);
-    model.denoise(x, s, t, h_.data());  // 1. h
-    if (s_next == 0.0) {
-      copy_apply<B>(h_.data(), x, n);
-      return;
-    }
-    for (auto* b : {&y_, &c_, &pred_, &y2_, &c2_}) b->resize(n);
-    model.apply_operator(t, h_.data(), s, y_.data());
-    model.apply_operator(t_next, h_.data(), s, c_.data());
+    pred_.resize(n);
     // 2. predictor, eq. 52
-    detail::ddim_update<B, T>(x, pred_.data(), y_.data(), c_.data(), n, sg, s_next, k_ratio_, noise);
-    model.denoise(pred_.data(), s, t_next, h_.data());  // 3. h~
+    detail::ddim_update<B, T>(x, pred_.data(), y_.data(), c_.data(), n, sg, s_next, this->k_ratio_, noise);
+    model.denoise(pred_.data(), s, t_next, h_.data());  // 3. h~ = phi(x~, t') + x~
+    y2_.resize(n);
+    c2_.resize(n);
     model.apply_operator(t, h_.data(), s, y2_.data());
     model.apply_operator(t_next, h_.data(), s, c2_.data());
     // 4. corrector, eq. 51 with hb = (h + h~) / 2
-    const T half_a = sampler::rules::half_a_for<T>(sg, s_next);
-    B::parallel_for(n, kernels::corrector_fn<T>{x, y_.data(), c_.data(), y2_.data(), c2_.data(), half_a});
+    correct(x, y_.data(), c_.data(), y2_.data(), c2_.data(), n, sg, s_next);
+  }
+
+  /// The corrector alone (x updated in place): y1, c1 = C_t h, C_{t'} h; y2, c2 = C_t h~, C_{t'} h~.
+  static void correct(T* x, const T* y1, const T* c1, const T* y2, const T* c2, std::size_t n, double sg,
+                      double s_next) {
+    detail::map<B>(x, {x, y1, c1, y2, c2}, sampler::rules::corrector<T>::at(sg, s_next), n);
   }
 
 private:
-  double k_ratio_;
   buffer<B, T> h_, y_, c_, pred_, y2_, c2_;
 };
 
