@@ -63,6 +63,19 @@ def make_blurs(bm):
     return {"matmul_broadcast": matmul_broadcast, "gemm_then_bmm": gemm_then_bmm, "bmm_both": bmm_both}
 
 
+def ieee_fp32_matmul():
+    """TF32 off for float32 matrix products, as softdiff's cuBLAS calls (CUBLAS_DEFAULT_MATH).
+    PyTorch 2.9 replaced allow_tf32 by fp32_precision and warns on the old flag; mixing the two
+    APIs can raise, so only the one this torch has is used."""
+    matmul = torch.backends.cuda.matmul
+    try:
+        matmul.fp32_precision = "ieee"
+        return "matmul.fp32_precision = ieee"
+    except (AttributeError, AssertionError):  # before 2.9; torch 1.13 raises AssertionError for unknown names
+        matmul.allow_tf32 = False
+        return "matmul.allow_tf32 = False"
+
+
 DRY_RUN = False  # --dry-run: one call of each on the CPU, to check the script where no GPU is
 
 
@@ -108,8 +121,7 @@ def main():
     if not DRY_RUN and not torch.cuda.is_available():
         sys.exit("torch_cuda_step.py: torch " + torch.__version__ + " sees no CUDA device")
     dev = torch.device("cpu" if DRY_RUN else "cuda")
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = False
+    fp32_matmul = ieee_fp32_matmul()
     torch.manual_seed(0)
     x = torch.randn(N, C, H, W, device=dev)
     phi = torch.zeros(N, C, H, W, device=dev)
@@ -117,9 +129,9 @@ def main():
     count = N * C * H * W
     peak = peak_bandwidth_bytes(dev)
     gpu = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "none (dry run on the CPU)"
-    out = {"torch": torch.__version__, "gpu": gpu, "peak_bandwidth_Bps": peak,
+    out = {"torch": torch.__version__, "gpu": gpu, "peak_bandwidth_Bps": peak, "fp32_matmul": fp32_matmul,
            "batch": [N, C, H, W], "results": {}}
-    print(f"torch {torch.__version__} on {out['gpu']}, batch {N}x{C}x{H}x{W}, half_size {HALF}")
+    print(f"torch {torch.__version__} on {out['gpu']}, batch {N}x{C}x{H}x{W}, half_size {HALF}, {fp32_matmul}")
 
     def record(name, sec, bytes_moved=None):
         entry = {"ms": sec * 1e3}

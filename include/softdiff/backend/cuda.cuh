@@ -41,7 +41,6 @@
 #include "softdiff/backend/cuda/stream.cuh"
 #include "softdiff/backend/elementwise.hpp"
 #include "softdiff/concepts.hpp"
-#include "softdiff/concepts.hpp"
 
 namespace softdiff::backend {
 
@@ -62,11 +61,16 @@ struct cuda {
     SOFTDIFF_CUDA_CHECK(cudaMalloc(&p, n * sizeof(T)));
     return static_cast<T*>(p);
   }
-  /// Frees device memory (waits for the device first, as cudaFree does). Cannot report a failure;
-  /// a sticky CUDA error shows at the next checked call.
+  /// Frees device memory after the device has finished all work, on every stream: a buffer freed
+  /// here may still be read or written by a kernel in flight (the thin API runs on streams of the
+  /// caller's choosing). cudaFree "may perform implicit synchronization" (CUDA driver API,
+  /// cuMemFree), which is not a promise, so the wait is explicit. Cannot report a failure; a
+  /// sticky CUDA error shows at the next checked call.
   template <class T>
   static void deallocate(T* p, std::size_t) noexcept {
-    if (p) (void)cudaFree(p);
+    if (!p) return;
+    (void)cudaDeviceSynchronize();
+    (void)cudaFree(p);
   }
 
   /// Copies n elements between any two of host and device memory, on the current stream.

@@ -28,13 +28,7 @@ public:
   void step(M& model, batch<T>& x, double t, double t_next, const noise_source& /*noise*/) {
     const double s = model.sigma(t), s_next = model.sigma(t_next);
     detail::check_step("sampler::pf_momentum::step", x, t, t_next, s, s_next);
-    model.denoise(x, t, x0_);  // x0 = phi(x_t, t) + x_t
-    if (s_next == 0.0) {       // final step: return the x_0 estimate (step_support.hpp)
-      detail::copy_into(x0_, x);
-      return;
-    }
-    model.apply_operator(t, x0_, y_);       // y_t = C_t x0
-    model.apply_operator(t_next, x0_, c_);  // C_{t'} x0
+    if (!detail::estimate(model, x, t, t_next, s_next, x0_, y_, c_)) return;  // x0, y_t = C_t x0, C_{t'} x0
     // eq. 51: e = y_t - x_t;  z = x_t - (1/2) ((s'^2 - s^2) / s^2) e;  x_{t'} = z + (C_{t'} x0 - y_t)
     const rules::pf_momentum<T> rule = rules::pf_momentum<T>::at(s, s_next);
     const T* y = y_.data();

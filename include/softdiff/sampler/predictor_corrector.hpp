@@ -46,13 +46,7 @@ public:
   void step(M& model, batch<T>& x, double t, double t_next, const noise_source& noise) {
     const double s = model.sigma(t), s_next = model.sigma(t_next);
     detail::check_step("sampler::predictor_corrector::step", x, t, t_next, s, s_next);
-    model.denoise(x, t, h_);  // 1. h = phi(x_t, t) + x_t
-    if (s_next == 0.0) {      // final step: return the x_0 estimate (step_support.hpp)
-      detail::copy_into(h_, x);
-      return;
-    }
-    model.apply_operator(t, h_, y_);       // C_t h
-    model.apply_operator(t_next, h_, c_);  // C_{t'} h
+    if (!detail::estimate(model, x, t, t_next, s_next, h_, y_, c_)) return;  // 1. h, C_t h, C_{t'} h
     ensure_shape(pred_, shape_of(x));
     // 2. predictor, eq. 52: x~ = C_{t'} h + sqrt(s'^2 - k^2) (x_t - C_t h) / s + k eta
     detail::ddim_update(x.data(), pred_.data(), y_.data(), c_.data(), x.size(), s, s_next, k_ratio_, noise);

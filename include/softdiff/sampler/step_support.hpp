@@ -49,6 +49,21 @@ void copy_into(const batch<T>& src, batch<T>& dst) {
                                 [=](std::size_t b, std::size_t e) { std::copy(s + b, s + e, d + b); });
 }
 
+/// The start of the pf_momentum, ddim and predictor-corrector steps: h = phi(x_t, t) + x_t, then
+/// y = C_t h and c = C_{t'} h. On a final step (s' = 0) x becomes h instead and the result is
+/// false (the final-step convention above).
+template <class M, class T>
+bool estimate(M& model, batch<T>& x, double t, double t_next, double s_next, batch<T>& h, batch<T>& y, batch<T>& c) {
+  model.denoise(x, t, h);
+  if (s_next == 0.0) {
+    copy_into(h, x);
+    return false;
+  }
+  model.apply_operator(t, h, y);
+  model.apply_operator(t_next, h, c);
+  return true;
+}
+
 /// The least a SamplingModel offers, for `static_assert(Sampler<S, model_archetype<T>>)`.
 template <class T>
 struct model_archetype {

@@ -6,7 +6,6 @@
 #include <utility>
 
 #include "softdiff/concepts.hpp"
-#include "softdiff/concepts.hpp"
 #include "softdiff/tensor.hpp"
 
 namespace softdiff::backend::portable {

@@ -34,7 +34,6 @@
 #include "softdiff/backend/portable/buffer.hpp"
 #include "softdiff/backend/portable/fft.hpp"
 #include "softdiff/concepts.hpp"
-#include "softdiff/concepts.hpp"
 #include "softdiff/op/compose.hpp"
 #include "softdiff/op/dct_blur.hpp"
 #include "softdiff/op/fft_conv.hpp"
