@@ -35,7 +35,9 @@ public:
   static constexpr std::string_view name = "predictor_corrector";
 
   /// Predictor noise k = k_ratio * sigma_{t'}, k_ratio in [0, 1] (0: deterministic).
-  explicit predictor_corrector(double k_ratio = 0.0) : k_ratio_(k_ratio) { rules::check_k_ratio("sampler::predictor_corrector", k_ratio); }
+  explicit predictor_corrector(double k_ratio = 0.0) : k_ratio_(k_ratio) {
+    rules::check_k_ratio("sampler::predictor_corrector", k_ratio);
+  }
 
   [[nodiscard]] int evaluations_per_step() const { return 2; }
   [[nodiscard]] double k_ratio() const { return k_ratio_; }

@@ -246,7 +246,8 @@ class predictor_corrector : public detail::k_ratio_holder {
 public:
   using scalar_type = T;
   static constexpr std::string_view name = "predictor_corrector";
-  explicit predictor_corrector(double k_ratio = 0.0) : detail::k_ratio_holder(k_ratio, "portable::predictor_corrector") {}
+  explicit predictor_corrector(double k_ratio = 0.0)
+      : detail::k_ratio_holder(k_ratio, "portable::predictor_corrector") {}
   [[nodiscard]] int evaluations_per_step() const { return 2; }
 
   template <BackendSamplingModel M>
