@@ -33,6 +33,7 @@
 #include "softdiff/metrics/sample_quality.hpp"
 #include "softdiff/metrics/sliced_wasserstein.hpp"
 #include "softdiff/nn/adam.hpp"
+#include "softdiff/nn/adapters.hpp"
 #include "softdiff/nn/attention.hpp"
 #include "softdiff/nn/attn_block.hpp"
 #include "softdiff/nn/checkpoint.hpp"
