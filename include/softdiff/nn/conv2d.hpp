@@ -8,8 +8,12 @@
 // Two algorithms compute these (conv_algorithm):
 //  - tiled (float with AVX2/AVX-512 by default): the register-tiled GEMM of conv_kernels.hpp.
 //    Stride 1 never builds cols: B's rows are shifted views of the zero-padded image, the
-//    output is computed on the padded-width grid and cropped; dW^T = cols g^T reads the same
-//    shifted rows against g^T; dx is itself a stride-1 convolution,
+//    output is computed on the padded-width grid and cropped. 3x3 with padding 1 (RefUNet's
+//    convolutions) skips the padding columns: the image is padded with zero rows only, the
+//    output positions are dense and the lanes that would wrap into a neighbouring row are
+//    loaded as zero (tiled_gemm_taps3). dW^T = cols g^T reads the same shifted rows of the
+//    fully padded image against g^T, row by row without the padding columns, several samples
+//    per GEMM for small images (gemm_depth); dx is itself a stride-1 convolution,
 //      dx_n = conv(g, W~, padding k-1-p),  W~[c,o,u,v] = W[o,c,k-1-u,k-1-v],
 //    computed like the forward. Stride 2 builds cols (im2col) and uses col2im for dx.
 //  - im2col_blas (double and other ISAs by default): im2col and BLAS (backend::cpu::gemm).
@@ -201,14 +205,17 @@ private:
     const std::size_t N = x.shape()[0], A = in_channels, B = out_channels, K = g.rows(), L = g.cols();
     const std::size_t k = kernel, HW = g.h * g.w, Hp = g.h + 2 * padding, Wp = g.w + 2 * padding;
     const bool shifted = stride == 1, in_place = shifted && k == 1 && padding == 0, out_direct = k == 1;
-    const std::size_t grid = shifted ? g.oh * Wp : L;  // GEMM columns
-    const std::size_t n_pad = shifted && !in_place ? A * Hp * Wp + k : 0;
-    const std::size_t n_grid = shifted && !out_direct ? B * grid : 0, n_cols = shifted ? 0 : K * L;
+    const bool dense = dense_taps3();
+    const std::size_t grid = shifted && !dense ? g.oh * Wp : L;  // GEMM columns
+    const std::size_t n_pad = dense ? detail::pad_rows_size(A, g.h, g.w, 1) : shifted && !in_place ? A * Hp * Wp + k : 0;
+    const std::size_t n_grid = shifted && !out_direct && !dense ? B * grid : 0, n_cols = shifted ? 0 : K * L;
     const plan p = make_plan(N, N * B * L * K);
     const std::size_t per = n_pad + n_grid + n_cols;
     T* ws = workspace(p.threads, per);
     detail::strided_offsets(B, K, off_a_);
-    if (shifted)
+    if (dense)
+      detail::tap_offsets(A, g.h, g.w, off_b_);
+    else if (shifted)
       detail::shifted_offsets(A, k, Hp, Wp, off_b_);
     else
       detail::strided_offsets(K, L, off_b_);
@@ -221,6 +228,12 @@ private:
       T *pad = w0, *gbuf = w0 + n_pad, *cols = gbuf + n_grid;
       const T* xn = xp + static_cast<std::size_t>(n) * A * HW;
       T* yn = yp + static_cast<std::size_t>(n) * B * L;
+      if (dense) {
+        detail::pad_rows(xn, A, g.h, g.w, 1, pad);
+        detail::tiled_gemm_taps3<T>(B, L, K, g.w, wp, off_a_.data(), pad + detail::row_pad_guard, off_b_.data(), yn,
+                                    L, bp, p.within_gemm);
+        continue;
+      }
       const T* src = xn;
       if (shifted && !in_place) {
         detail::pad_image(xn, A, g.h, g.w, padding, pad);
@@ -236,6 +249,14 @@ private:
     }
   }
 
+  /// Samples per dW GEMM (stride 1), at most dw_chunk and as many as fit dw_chunk_scalars of
+  /// padded images and g^T: a longer depth keeps each C tile in registers longer (small images),
+  /// while chunks that spill out of L2 slow the dx GEMMs that follow (large ones).
+  static constexpr std::size_t dw_chunk = 4, dw_chunk_scalars = 65536;
+
+  /// 3 x 3, stride 1, padding 1: forward and dx run on dense output positions (tiled_gemm_taps3).
+  [[nodiscard]] bool dense_taps3() const { return stride == 1 && kernel == 3 && padding == 1; }
+
   void backward_tiled(const batch<T>& x, const batch<T>& dy, const detail::conv_geometry& g, bool need_dx) {
     const std::size_t N = x.shape()[0], A = in_channels, B = out_channels, K = g.rows(), L = g.cols();
     const std::size_t k = kernel, HW = g.h * g.w, Hp = g.h + 2 * padding, Wp = g.w + 2 * padding;
@@ -244,26 +265,34 @@ private:
     const bool dx_conv = need_dx && shifted && padding <= k - 1;
     const std::size_t q = dx_conv ? k - 1 - padding : 0, Hq = g.oh + 2 * q, Wq = g.ow + 2 * q;
     const bool dx_in_place = dx_conv && k == 1 && q == 0, dx_direct = k == 1;
-    const std::size_t rows_g = shifted ? g.oh * Wp : L;  // depth of the dW GEMM (grid rows of g^T)
-    const std::size_t n_pad = std::max(shifted && !in_place ? A * Hp * Wp + k : 0,
-                                       dx_conv && !dx_in_place ? B * Hq * Wq + k : 0);
-    const std::size_t n_grid = dx_conv && !dx_direct ? A * g.h * Wq : 0;
+    const bool dx_dense = dx_conv && dense_taps3();  // q = 1: dx = the dense 3 x 3 GEMM of dy
+    // dW^T [K, B] += cols [K, L] g^T [L, B] for `chunk` samples at a time (one GEMM, its depth the
+    // chunk's L output positions each, read from the padded images row by row)
+    const std::size_t x_step = in_place ? A * HW : A * Hp * Wp + k;  // a sample's dW operand
+    const std::size_t chunk =
+        shifted ? std::clamp<std::size_t>(dw_chunk_scalars / (x_step + L * B), 1, std::min(dw_chunk, N)) : 1;
+    const std::size_t n_xpad = shifted && !in_place ? chunk * x_step : 0;
+    const std::size_t n_pad = dx_dense ? detail::pad_rows_size(B, g.oh, g.ow, 1)
+                              : dx_conv && !dx_in_place ? B * Hq * Wq + k : 0;
+    const std::size_t n_grid = dx_conv && !dx_direct && !dx_dense ? A * g.h * Wq : 0;
     const std::size_t n_cols = shifted ? 0 : K * L, n_dcols = need_dx && !dx_conv ? K * L : 0;
-    const std::size_t n_gT = rows_g * B, n_acc = K * B + B;
+    const std::size_t n_gT = chunk * L * B, n_acc = K * B + B;
     const reduction_plan p = make_reduction_plan(N, N * B * L * K);
-    const std::size_t per = n_pad + n_grid + n_cols + n_dcols + n_gT;
+    const std::size_t per = n_xpad + n_pad + n_grid + n_cols + n_dcols + n_gT;
     T* ws = workspace(p.threads, per);
     T* acc = partials(p, n_acc);
-    // dW^T [K, B] += cols [K, rows_g] g^T [rows_g, B]
     if (shifted)
       detail::shifted_offsets(A, k, Hp, Wp, off_a_);
     else
       detail::strided_offsets(K, L, off_a_);
-    detail::strided_offsets(rows_g, B, off_b_);
+    detail::strided_offsets(chunk * L, B, off_b_);
     if (dx_conv) {  // dx [A, H*Wq] = W~ [A, B*k*k] shifted(pad_q(g)) [B*k*k, H*Wq]
       pack_flipped_weight();
       detail::strided_offsets(A, B * k * k, off_c_);
-      detail::shifted_offsets(B, k, Hq, Wq, off_d_);
+      if (dx_dense)
+        detail::tap_offsets(B, g.oh, g.ow, off_d_);
+      else
+        detail::shifted_offsets(B, k, Hq, Wq, off_d_);
     } else if (need_dx) {  // dcols [K, L] = W^T [K, B] g [B, L]
       detail::transpose(weight.data(), B, K, detail::reserve(wflip_, K * B));
       detail::strided_offsets(K, B, off_c_);
@@ -275,51 +304,63 @@ private:
 #pragma omp parallel for schedule(static) num_threads(p.threads) if (p.over_segments)
     for (std::ptrdiff_t seg = 0; seg < segments; ++seg) {
       T* w0 = ws + static_cast<std::size_t>(omp_get_thread_num()) * per;
-      T *pad = w0, *gbuf = pad + n_pad, *cols = gbuf + n_grid, *dcols = cols + n_cols, *gT = dcols + n_dcols;
+      T *xpad = w0, *pad = xpad + n_xpad, *gbuf = pad + n_pad, *cols = gbuf + n_grid, *dcols = cols + n_cols;
+      T* gT = dcols + n_dcols;
       T* dwT = acc + p.slot(static_cast<std::size_t>(seg)) * n_acc;
       T* db = dwT + K * B;
-      std::fill_n(db, B, T(0));  // dW^T is overwritten by the segment's first sample
+      std::fill_n(db, B, T(0));  // dW^T is overwritten by the segment's first chunk
       const std::size_t n0 = detail::segment_begin(N, p.segments, static_cast<std::size_t>(seg));
       const std::size_t n1 = detail::segment_begin(N, p.segments, static_cast<std::size_t>(seg) + 1);
-      for (std::size_t n = n0; n < n1; ++n) {
-        const T* xn = xp + n * A * HW;
-        const T* gn = gp + n * B * L;
-        for (std::size_t o = 0; o < B; ++o) {
-          const T* r = gn + o * L;
-          T s = 0;
+      for (std::size_t c0 = n0; c0 < n1; c0 += chunk) {
+        const std::size_t c1 = std::min(n1, c0 + chunk);
+        for (std::size_t n = c0; n < c1; ++n) {
+          const T* xn = xp + n * A * HW;
+          const T* gn = gp + n * B * L;
+          for (std::size_t o = 0; o < B; ++o) {
+            const T* r = gn + o * L;
+            T s = 0;
 #pragma omp simd reduction(+ : s)
-          for (std::size_t l = 0; l < L; ++l) s += r[l];
-          db[o] += s;
+            for (std::size_t l = 0; l < L; ++l) s += r[l];
+            db[o] += s;
+          }
+          detail::transpose(gn, B, L, gT + (n - c0) * L * B);
+          if (shifted && !in_place) {
+            T* xs = xpad + (n - c0) * x_step;
+            detail::pad_image(xn, A, g.h, g.w, padding, xs);
+            std::fill(xs + A * Hp * Wp, xs + x_step, T(0));
+          } else if (!shifted) {
+            detail::im2col(xn, cols, g);
+          }
         }
-        detail::transpose_to_grid(gn, B, g.oh, g.ow, shifted ? Wp : g.ow, gT);
-        const T* src = xn;
-        if (shifted && !in_place) {
-          detail::pad_image(xn, A, g.h, g.w, padding, pad);
-          std::fill(pad + A * Hp * Wp, pad + A * Hp * Wp + k, T(0));
-          src = pad;
-        } else if (!shifted) {
-          detail::im2col(xn, cols, g);
-          src = cols;
-        }
-        detail::tiled_gemm<T>(n > n0, K, B, rows_g, src, off_a_.data(), gT, off_b_.data(), dwT, B, nullptr,
+        const T* src = in_place ? xp + c0 * A * HW : shifted ? xpad : cols;
+        const detail::gemm_depth depth = shifted && Wp != g.ow ? detail::gemm_depth{g.oh, g.ow, Wp, c1 - c0, x_step}
+                                                               : detail::gemm_depth{1, L, L, c1 - c0, x_step};
+        detail::tiled_gemm<T>(c0 > n0, K, B, depth, src, off_a_.data(), gT, off_b_.data(), dwT, B, nullptr,
                               p.within_gemm);
         if (!need_dx) continue;
-        T* dxn = dxp + n * A * HW;
-        if (dx_conv) {
-          const T* gsrc = gn;
-          if (!dx_in_place) {
-            detail::pad_image(gn, B, g.oh, g.ow, q, pad);
-            std::fill(pad + B * Hq * Wq, pad + B * Hq * Wq + k, T(0));
-            gsrc = pad;
+        for (std::size_t n = c0; n < c1; ++n) {
+          const T* gn = gp + n * B * L;
+          T* dxn = dxp + n * A * HW;
+          if (dx_dense) {
+            detail::pad_rows(gn, B, g.oh, g.ow, 1, pad);
+            detail::tiled_gemm_taps3<T>(A, HW, B * 9, g.w, wf, off_c_.data(), pad + detail::row_pad_guard,
+                                        off_d_.data(), dxn, HW, nullptr, p.within_gemm);
+          } else if (dx_conv) {
+            const T* gsrc = gn;
+            if (!dx_in_place) {
+              detail::pad_image(gn, B, g.oh, g.ow, q, pad);
+              std::fill(pad + B * Hq * Wq, pad + B * Hq * Wq + k, T(0));
+              gsrc = pad;
+            }
+            T* out = dx_direct ? dxn : gbuf;
+            detail::tiled_gemm<T>(false, A, g.h * Wq, B * k * k, wf, off_c_.data(), gsrc, off_d_.data(), out,
+                                  g.h * Wq, nullptr, p.within_gemm);
+            if (out != dxn) detail::crop_columns(gbuf, A, g.h, Wq, g.w, dxn);
+          } else {
+            detail::tiled_gemm<T>(false, K, L, B, wf, off_c_.data(), gn, off_d_.data(), dcols, L, nullptr,
+                                  p.within_gemm);
+            detail::col2im(dcols, dxn, g);
           }
-          T* out = dx_direct ? dxn : gbuf;
-          detail::tiled_gemm<T>(false, A, g.h * Wq, B * k * k, wf, off_c_.data(), gsrc, off_d_.data(), out,
-                                g.h * Wq, nullptr, p.within_gemm);
-          if (out != dxn) detail::crop_columns(gbuf, A, g.h, Wq, g.w, dxn);
-        } else {
-          detail::tiled_gemm<T>(false, K, L, B, wf, off_c_.data(), gn, off_d_.data(), dcols, L, nullptr,
-                                p.within_gemm);
-          detail::col2im(dcols, dxn, g);
         }
       }
       fold_partial(p, static_cast<std::size_t>(seg), acc, n_acc);

@@ -7,7 +7,8 @@
 //   dbeta[c] += sum_{n,hw} dy,   dgamma[c] += sum_{n,hw} dy xhat
 //   dx = rstd (gamma[c] dy - A / M - xhat B / M),  A = sum gamma dy,  B = sum gamma dy xhat
 // Statistics accumulate in double, also for float data. (n, g) pairs run in parallel; the
-// per-(n, c) sums for dgamma and dbeta are reduced over n afterwards.
+// per-(n, c) sums for dgamma and dbeta are reduced over n afterwards. forward_silu and
+// backward_silu fuse the SiLU that follows every GroupNorm in RefUNet (one pass each way).
 #include <cmath>
 #include <cstddef>
 #include <span>
@@ -31,6 +32,7 @@ struct group_norm {
   parameter_slot weight_slot, bias_slot;
   batch<T> y;   // output of the last forward
   batch<T> dx;  // input gradient of the last backward
+  batch<T> act;  // SiLU(y) of the last forward_silu
 
   group_norm() = default;
   group_norm(std::size_t groups_, std::size_t channels_, double eps_ = 1e-5)
@@ -55,18 +57,29 @@ struct group_norm {
     std::fill(bias.begin(), bias.end(), T(0));
   }
 
-  const batch<T>& forward(const batch<T>& x) {
+  const batch<T>& forward(const batch<T>& x) { return forward_impl<false>(x); }
+
+  /// SiLU(GroupNorm(x)) (silu.hpp: x sigmoid(x)) in one pass: keeps y = GroupNorm(x) as forward
+  /// does and returns act = SiLU(y), the same values as silu.forward(forward(x)). Pairs with
+  /// backward_silu.
+  const batch<T>& forward_silu(const batch<T>& x) { return forward_impl<true>(x); }
+
+private:
+  template <bool ThenSilu>
+  const batch<T>& forward_impl(const batch<T>& x) {
     check_bound();
     const shape4 s = shape_of(x);
     SOFTDIFF_REQUIRE(s[1] == channels, "group_norm: input ", to_string(s), " has ", s[1], " channels, expected ",
                     channels);
     ensure_shape(y, s);
+    if (ThenSilu) ensure_shape(act, s);
     x_ = &x;
     const std::size_t N = s[0], G = groups, cpg = channels / groups, HW = s[2] * s[3], M = cpg * HW;
     double* mean = detail::reserve(mean_, N * G);
     double* rstd = detail::reserve(rstd_, N * G);
     const T *xp = x.data(), *gamma = weight.data(), *beta = bias.data();
     T* yp = y.data();
+    T* ap = ThenSilu ? act.data() : nullptr;
     const auto count = static_cast<std::ptrdiff_t>(N * G);
 #pragma omp parallel for schedule(static) num_threads(detail::layer_threads()) if (count > 1 && x.size() > detail::parallel_threshold)
     for (std::ptrdiff_t ng = 0; ng < count; ++ng) {
@@ -91,15 +104,36 @@ struct group_norm {
         const T shift = static_cast<T>(static_cast<double>(beta[ch]) - mu * r * static_cast<double>(gamma[ch]));
         const T* xc = xg + c * HW;
         T* yc = yp + base + c * HW;
+        if constexpr (ThenSilu) {
+          T* ac = ap + base + c * HW;
 #pragma omp simd
-        for (std::size_t i = 0; i < HW; ++i) yc[i] = xc[i] * scale + shift;
+          for (std::size_t i = 0; i < HW; ++i) {
+            const T v = xc[i] * scale + shift;
+            yc[i] = v;
+            ac[i] = v * detail::sigmoid(v);
+          }
+        } else {
+#pragma omp simd
+          for (std::size_t i = 0; i < HW; ++i) yc[i] = xc[i] * scale + shift;
+        }
       }
     }
-    return y;
+    return ThenSilu ? act : y;
   }
 
+public:
+
   /// Adds into dweight, dbias; returns dL/dx unless need_dx is false.
-  const batch<T>& backward(const batch<T>& dy, bool need_dx = true) {
+  const batch<T>& backward(const batch<T>& dy, bool need_dx = true) { return backward_impl<false>(dy, need_dx); }
+
+  /// Backward of SiLU(GroupNorm(x)) (forward_silu) given ds = dL/d SiLU output: the same as
+  /// backward(silu.backward(ds)) for a silu run on this layer's y, with the SiLU rule
+  /// dy = ds sigma(y) (1 + y (1 - sigma(y))) applied group by group while the group is in cache.
+  const batch<T>& backward_silu(const batch<T>& ds) { return backward_impl<true>(ds, true); }
+
+private:
+  template <bool ThroughSilu>
+  const batch<T>& backward_impl(const batch<T>& dy, bool need_dx) {
     check_bound();
     SOFTDIFF_REQUIRE(x_ != nullptr, "group_norm::backward: called before forward");
     SOFTDIFF_REQUIRE(shape_of(dy) == shape_of(y), "group_norm::backward: dy ", to_string(shape_of(dy)),
@@ -109,9 +143,12 @@ struct group_norm {
     if (need_dx) ensure_shape(dx, s);
     const std::size_t N = s[0], G = groups, cpg = channels / groups, HW = s[2] * s[3], M = cpg * HW;
     double* sums = detail::reserve(sums_, 2 * N * channels);  // per (n, c): sum dy, sum dy xhat
-    const T *xp = x.data(), *gp = dy.data(), *gamma = weight.data();
+    const T *xp = x.data(), *gamma = weight.data(), *yp = y.data();
     const double *mean = mean_.data(), *rstd = rstd_.data();
     T* dxp = need_dx ? dx.data() : nullptr;
+    // through SiLU, pass 1 writes dy (the SiLU backward of ds) into dx, and pass 2 reads it from there
+    const T* gp = ThroughSilu ? dxp : dy.data();
+    const T* sp = dy.data();
     const auto count = static_cast<std::ptrdiff_t>(N * G);
 #pragma omp parallel for schedule(static) num_threads(detail::layer_threads()) if (count > 1 && x.size() > detail::parallel_threshold)
     for (std::ptrdiff_t ng = 0; ng < count; ++ng) {
@@ -123,10 +160,25 @@ struct group_norm {
         const T* xc = xp + base + c * HW;
         const T* gc = gp + base + c * HW;
         double sdy = 0, sdyx = 0;
+        if constexpr (ThroughSilu) {
+          // SiLU backward (silu.hpp): with s = sigmoid(y), dy = ds s (1 + y (1 - s)), kept in dx
+          const T* yc = yp + base + c * HW;
+          const T* sc = sp + base + c * HW;
+          T* dc = dxp + base + c * HW;
 #pragma omp simd reduction(+ : sdy, sdyx)
-        for (std::size_t i = 0; i < HW; ++i) {
-          sdy += static_cast<double>(gc[i]);
-          sdyx += static_cast<double>(gc[i]) * (static_cast<double>(xc[i]) - mu);
+          for (std::size_t i = 0; i < HW; ++i) {
+            const T sg = detail::sigmoid(yc[i]);
+            const T d = sc[i] * sg * (T(1) + yc[i] * (T(1) - sg));
+            dc[i] = d;
+            sdy += static_cast<double>(d);
+            sdyx += static_cast<double>(d) * (static_cast<double>(xc[i]) - mu);
+          }
+        } else {
+#pragma omp simd reduction(+ : sdy, sdyx)
+          for (std::size_t i = 0; i < HW; ++i) {
+            sdy += static_cast<double>(gc[i]);
+            sdyx += static_cast<double>(gc[i]) * (static_cast<double>(xc[i]) - mu);
+          }
         }
         const std::size_t ch = g * cpg + c;
         sums[2 * (n * channels + ch)] = sdy;
@@ -145,7 +197,7 @@ struct group_norm {
         const T* gc = gp + base + c * HW;
         T* dc = dxp + base + c * HW;
 #pragma omp simd
-        for (std::size_t i = 0; i < HW; ++i) dc[i] = k1 * gc[i] + k2 * xc[i] + k3;
+        for (std::size_t i = 0; i < HW; ++i) dc[i] = k1 * gc[i] + k2 * xc[i] + k3;  // gc may be dc
       }
     }
     for (std::size_t c = 0; c < channels; ++c) {
@@ -157,6 +209,7 @@ struct group_norm {
     return dx;
   }
 
+public:
   /// Per-(n, group) mean and 1/sqrt(var + eps) of the last forward, [N * groups].
   [[nodiscard]] std::span<const double> saved_mean() const { return {mean_.data(), y.shape()[0] * groups}; }
   [[nodiscard]] std::span<const double> saved_rstd() const { return {rstd_.data(), y.shape()[0] * groups}; }

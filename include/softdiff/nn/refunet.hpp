@@ -43,7 +43,6 @@
 #include "softdiff/nn/parameter_store.hpp"
 #include "softdiff/nn/refunet_config.hpp"
 #include "softdiff/nn/res_block.hpp"
-#include "softdiff/nn/silu.hpp"
 #include "softdiff/nn/time_embedding.hpp"
 #include "softdiff/nn/upsample.hpp"
 #include "softdiff/random.hpp"
@@ -85,7 +84,6 @@ struct refunet_state {
   attn_block<T> attn;
   std::vector<refunet_up_level<T>> up;
   group_norm<T> norm_out;
-  silu<T> act_out;
   conv2d<T> conv_out;
 
   batch<T> input;                               // this state's samples of the last forward's x
@@ -241,7 +239,7 @@ struct refunet_state {
       }
       if (level.has_up) h = &level.up.forward(level.upsample.forward(*h));
     }
-    return conv_out.forward(act_out.forward(norm_out.forward(*h)));
+    return conv_out.forward(norm_out.forward_silu(*h));
   }
 
   /// y += x, element-wise over whole batches of one shape.
@@ -267,7 +265,7 @@ struct refunet_state {
     const std::size_t N = dphi.shape()[0];
     ensure_shape(dtemb, std::array<std::size_t, 2>{N, temb.channels()});
     std::fill(dtemb.begin(), dtemb.end(), T(0));
-    const batch<T>* g = &norm_out.backward(act_out.backward(conv_out.backward(dphi)));
+    const batch<T>* g = &norm_out.backward_silu(conv_out.backward(dphi));
     // decoder, in reverse: the k-th concat met here popped skip k in the forward pass
     std::size_t k = 0;
     for (auto& level : up) {

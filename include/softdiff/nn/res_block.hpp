@@ -8,7 +8,9 @@
 // broadcast add sends sum_{hw} dh[n, o] to the temb projection (whose input gradient is
 // ADDED into the caller's dtemb: every block shares one temb); dh flows on through
 // conv1 ... norm1; the skip (identity or 1x1 conv) adds its gradient of dout to dx.
-// The temb add and the residual add are done in place on conv1.y and conv2.y.
+// The temb add and the residual add are done in place on conv1.y and conv2.y. Each
+// SiLU(GN(.)) runs as one layer pass forward and backward (group_norm::forward_silu,
+// backward_silu).
 #include <cstddef>
 #include <string>
 #include <string_view>
@@ -28,7 +30,6 @@ struct res_block {
 
   std::size_t in_channels = 0, out_channels = 0, temb_channels = 0;
   group_norm<T> norm1, norm2;
-  silu<T> act1, act2;
   conv2d<T> conv1, conv2, skip;  // skip is used only when in_channels != out_channels
   silu<T, 2> temb_act;
   linear<T> temb_proj;
@@ -67,10 +68,10 @@ struct res_block {
     SOFTDIFF_REQUIRE(temb.shape()[0] == s[0] && temb.shape()[1] == temb_channels, "res_block: temb [",
                     temb.shape()[0], ", ", temb.shape()[1], "] does not match batch ", s[0], " and ",
                     temb_channels, " embedding channels");
-    conv1.forward(act1.forward(norm1.forward(x)));
+    conv1.forward(norm1.forward_silu(x));
     const matrix<T>& tp = temb_proj.forward(temb_act.forward(temb));
     add_per_channel(conv1.y, tp.data());
-    conv2.forward(act2.forward(norm2.forward(conv1.y)));
+    conv2.forward(norm2.forward_silu(conv1.y));
     const batch<T>& res = has_skip() ? skip.forward(x) : x;
     add_into(conv2.y, res);
     return conv2.y;
@@ -84,7 +85,7 @@ struct res_block {
     const std::size_t N = dout.shape()[0], B = out_channels, HW = dout.shape()[2] * dout.shape()[3];
     SOFTDIFF_REQUIRE(dtemb.shape()[0] == N && dtemb.shape()[1] == temb_channels, "res_block::backward: dtemb [",
                     dtemb.shape()[0], ", ", dtemb.shape()[1], "], expected [", N, ", ", temb_channels, "]");
-    const batch<T>& dh = norm2.backward(act2.backward(conv2.backward(dout)));
+    const batch<T>& dh = norm2.backward_silu(conv2.backward(dout));
     detail::ensure_shape(dtp_, std::array<std::size_t, 2>{N, B});
     const T* hp = dh.data();
     T* tp = dtp_.data();
@@ -99,7 +100,7 @@ struct res_block {
     }
     const matrix<T>& dte = temb_act.backward(temb_proj.backward(dtp_));
     for (std::size_t i = 0; i < dte.size(); ++i) dtemb.data()[i] += dte.data()[i];
-    norm1.backward(act1.backward(conv1.backward(dh)));
+    norm1.backward_silu(conv1.backward(dh));
     add_into(norm1.dx, has_skip() ? skip.backward(dout) : dout);
     return norm1.dx;
   }
