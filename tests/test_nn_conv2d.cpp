@@ -9,6 +9,7 @@
 #include <xtensor/xview.hpp>
 
 #include "softdiff/nn/conv2d.hpp"
+#include "support/conv_checks.hpp"
 #include "support/grad_check.hpp"
 
 using namespace softdiff;
@@ -113,19 +114,8 @@ TEST_CASE("conv2d in float matches double for the output and every gradient", "[
         CAPTURE(int(alg), ch.a, ch.b, ch.n, c.k, c.s, c.p, c.h, c.w);
         conv_fixture<double> d(ch.a, ch.b, c.k, c.s, c.p, 4, nn::conv_algorithm::im2col_blas);
         conv_fixture<float> f(ch.a, ch.b, c.k, c.s, c.p, 4, alg);
-        for (std::size_t i = 0; i < d.store.size(); ++i) f.store.parameters()[i] = float(d.store.parameters()[i]);
-        const auto x = random_tensor<double, 4>({ch.n, ch.a, c.h, c.w}, 12, 2);
-        const batch<float> xf = xt::cast<float>(x);
-        const auto& yd = d.conv.forward(x);
-        const auto& yf = f.conv.forward(xf);
-        for (std::size_t i = 0; i < yd.size(); ++i) REQUIRE(yf.data()[i] == Approx(yd.data()[i]).margin(2e-5));
-        const auto g = random_tensor<double, 4>(shape_of(yd), 12, 3);
-        const batch<float> gf = xt::cast<float>(g);
-        const auto& dxd = d.conv.backward(g);
-        const auto& dxf = f.conv.backward(gf);
-        for (std::size_t i = 0; i < dxd.size(); ++i) REQUIRE(dxf.data()[i] == Approx(dxd.data()[i]).margin(2e-5));
-        for (std::size_t i = 0; i < d.store.size(); ++i)
-          REQUIRE(f.store.gradients()[i] == Approx(d.store.gradients()[i]).margin(1e-4));
+        const batch<double> x = random_tensor<double, 4>({ch.n, ch.a, c.h, c.w}, 12, 2);
+        softdiff::testing::check_float_matches_double(d, f, x, 12, 3, {2e-5, 2e-5, 1e-4});
       }
 }
 
