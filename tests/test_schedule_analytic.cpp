@@ -136,6 +136,43 @@ TEST_CASE("two_stage: geometric noise during the first fraction, then the blur g
   CHECK_NOTHROW(schedule::validate_schedule(lin, op::scale<float>{}));
 }
 
+TEST_CASE("two_stage, growing noise (appendix F.1): noise and blur grow together over (0, 1]", "[schedule]") {
+  schedule::two_stage_parameters p;  // sigma 0.01 -> 0.1, blur 0.01 -> 23, both geometric in t
+  p.noise = schedule::noise_mode::growing;
+  const schedule::two_stage s(p);
+  CHECK(s.sigma(0.0) == 0.0);
+  CHECK(s.level(0.0) == 0.0);
+  for (double t : {1e-9, 0.1, 0.2, 0.5, 0.9}) {
+    CHECK(s.sigma(t) == Approx(0.01 * std::pow(10.0, t)).epsilon(1e-12));      // sigma_min (sigma_max / sigma_min)^t
+    CHECK(s.level(t) == Approx(0.01 * std::pow(2300.0, t)).epsilon(1e-12));   // level_min (level_max / level_min)^t
+  }
+  CHECK(s.sigma(1.0) == 0.1);
+  CHECK(s.level(1.0) == 23.0);
+  CHECK(s.level(0.1) > 0.0);  // no noise-only stage: the blur has started at t = 0.1 (fixed mode: level 0 there)
+  CHECK(schedule::two_stage().level(0.1) == 0.0);
+  CHECK_NOTHROW(schedule::validate_schedule(s, op::identity<float>{}));
+
+  p.level_growth = schedule::growth::linear;
+  p.level_min = 0.0;
+  p.level_max = 0.9;
+  const schedule::two_stage lin(p);
+  CHECK(lin.level(0.5) == Approx(0.45).epsilon(1e-14));
+  CHECK(lin.sigma(0.5) == Approx(0.01 * std::sqrt(10.0)).epsilon(1e-13));
+  CHECK_NOTHROW(schedule::validate_schedule(lin, op::scale<float>{}));
+
+  // JSON: round trip, and a file without "noise_mode" (written before the ablation) reads as fixed
+  nlohmann::json j = p;
+  CHECK(j["noise_mode"] == "growing");
+  CHECK(j["level_growth"] == "linear");
+  const auto back = j.get<schedule::two_stage_parameters>();
+  CHECK(back.noise == schedule::noise_mode::growing);
+  CHECK(back.level_max == 0.9);
+  j.erase("noise_mode");
+  CHECK(j.get<schedule::two_stage_parameters>().noise == schedule::noise_mode::fixed);
+  j["noise_mode"] = "wobbly";
+  CHECK_THROWS_WITH(j.get<schedule::two_stage_parameters>(), Contains("unknown noise mode 'wobbly'"));
+}
+
 TEST_CASE("two_stage: bad parameters are named", "[schedule][errors]") {
   auto make = [](auto edit) {
     schedule::two_stage_parameters p;

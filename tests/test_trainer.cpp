@@ -13,6 +13,7 @@
 #include "support/data_files.hpp"
 #include "support/tiny_denoiser.hpp"
 #include "softdiff/data/safetensors.hpp"
+#include "softdiff/loss/baselines.hpp"
 #include "softdiff/nn/refunet.hpp"
 #include "softdiff/op/gaussian_blur.hpp"
 #include "softdiff/sampler/momentum.hpp"
@@ -240,8 +241,77 @@ TEST_CASE("trainer: bad data and bad configuration are refused", "[train]") {
   c.batch_size = 0;
   CHECK_THROWS_WITH(make_trainer(c), Catch::Contains("batch size"));
   CHECK_THROWS_WITH(make_trainer(tiny_config(), batch<float>(shape4{0, 1, 8, 8})), Catch::Contains("empty dataset"));
-  CHECK(train::weighting_from_name("inverse-sigma2") == loss::weighting::inverse_sigma2);
+  CHECK(train::weighting_from_name("inverse-sigma2") == loss::weighting::inverse_sigma2);  // the older spelling
+  CHECK(train::weighting_from_name("inverse-variance") == loss::weighting::inverse_sigma2);
+  CHECK(train::weighting_name(loss::weighting::inverse_sigma2) == "inverse-variance");
   CHECK_THROWS_WITH(train::weighting_from_name("cubic"), Catch::Contains("cubic"));
+  CHECK_THROWS_WITH(loss::loss_kind_from_name("l1"), Catch::Contains("unknown loss 'l1'"));
+}
+
+TEST_CASE("trainer: the loss kind is part of the configuration, ssm when a checkpoint lacks it", "[train]") {
+  train::trainer_config c = tiny_config();
+  c.loss = loss::loss_kind::dsm;
+  c.weighting = loss::weighting::inverse_sigma2;
+  nlohmann::json j = train::to_json(c);
+  CHECK(j["loss"] == "dsm");
+  CHECK(j["weighting"] == "inverse-variance");
+  CHECK(train::trainer_config_from_json(j, "test").loss == loss::loss_kind::dsm);
+  j.erase("loss");  // a checkpoint written before the loss could be chosen
+  j["weighting"] = "inverse-sigma2";
+  const train::trainer_config old = train::trainer_config_from_json(j, "test");
+  CHECK(old.loss == loss::loss_kind::ssm);
+  CHECK(old.weighting == loss::weighting::inverse_sigma2);
+}
+
+TEST_CASE("trainer: each loss kind (eq. 12, clean image, eq. 7) has its own gradient and trains", "[train]") {
+  for (const loss::loss_kind kind : {loss::loss_kind::ssm, loss::loss_kind::clean, loss::loss_kind::dsm}) {
+    INFO(loss::loss_kind_name(kind));
+    train::trainer_config c = tiny_config();
+    c.loss = kind;
+    trainer_t tr = make_trainer(c);
+
+    // SoftDiffusion::loss against the loss functions themselves (finite-difference checked in
+    // test_loss.cpp) on the same x_t and phi: the same value and gradient
+    model_t& m = tr.model();
+    const batch<float> x0 = tiny_data(4);
+    const std::vector<double> t{0.05, 0.3, 0.6, 0.95};
+    const noise_source noise{3, 4};
+    batch<float> grad, xt, phi, want_grad;
+    const loss::loss_value v = m.loss(x0, t, noise, loss::weighting::inverse_sigma2, kind, &grad);
+    m.corrupt(x0, t, noise, xt);
+    m.network().predict(xt, t, phi);
+    const batch<float> r = x0 - xt;
+    std::vector<double> levels, sigmas, weights;
+    for (double tn : t) {
+      levels.push_back(m.level(tn));
+      sigmas.push_back(m.sigma(tn));
+      weights.push_back(1.0 / (m.sigma(tn) * m.sigma(tn)));
+    }
+    loss::loss_value want;
+    if (kind == loss::loss_kind::ssm) want = loss::soft_score_matching(m.op(), levels, weights, phi, r, &want_grad);
+    else if (kind == loss::loss_kind::clean) want = loss::clean_image(std::span<const double>(weights), phi, r, &want_grad);
+    else want = loss::denoising_score_matching(m.op(), levels, sigmas, weights, phi, xt, x0, &want_grad);
+    CHECK(v.value == Approx(want.value).epsilon(1e-5));
+    REQUIRE(shape_of(grad) == shape_of(want_grad));
+    CHECK(xt::allclose(grad, want_grad, 1e-4, 1e-6 * xt::amax(xt::abs(want_grad))()));
+
+    // the kinds differ: eq. 12 weights the residual by C_t, eq. 7 also by 1 / sigma_t^4
+    if (kind != loss::loss_kind::ssm) {
+      const loss::loss_value ssm = m.loss(x0, t, noise, loss::weighting::inverse_sigma2, loss::loss_kind::ssm);
+      CHECK(v.value != Approx(ssm.value).epsilon(1e-3));
+    }
+
+    // and it trains: the loss of the last steps well below that of the first
+    double first = 0, last = 0;
+    const int steps = 150;
+    for (int k = 1; k <= steps; ++k) {
+      const train::step_result sr = tr.step();
+      REQUIRE(std::isfinite(sr.loss));
+      if (k <= 15) first += sr.loss;
+      if (k > steps - 15) last += sr.loss;
+    }
+    CHECK(last < 0.5 * first);
+  }
 }
 
 TEST_CASE("trainer: a checkpoint for another configuration or network is refused with the differences", "[train][checkpoint]") {

@@ -23,6 +23,8 @@
 #include "softdiff/backend/cpu.hpp"
 #include "softdiff/concepts.hpp"
 #include "softdiff/error.hpp"
+#include "softdiff/loss/baselines.hpp"
+#include "softdiff/loss/kind.hpp"
 #include "softdiff/loss/soft_score_matching.hpp"
 #include "softdiff/op/per_sample.hpp"
 #include "softdiff/random.hpp"
@@ -145,6 +147,15 @@ public:
   /// L = (1/(N D)) sum_i w(t_i) ||C_{t_i} (phi_i - r_i)||^2. grad_phi, when given, receives dL/dphi.
   ::softdiff::loss::loss_value loss(const batch<T>& x0, std::span<const double> t, const noise_source& noise,
                                     ::softdiff::loss::weighting w, batch<T>* grad_phi = nullptr) {
+    return loss(x0, t, noise, w, ::softdiff::loss::loss_kind::ssm, grad_phi);
+  }
+
+  /// The same batch with another objective (loss/kind.hpp): eq. 12 (ssm), the clean-image loss
+  /// (clean) or eq. 7 in score space (dsm), all with per-sample weights w(t_i) and the 1/(N D)
+  /// normalisation; grad_phi receives the chosen loss's dL/dphi.
+  ::softdiff::loss::loss_value loss(const batch<T>& x0, std::span<const double> t, const noise_source& noise,
+                                    ::softdiff::loss::weighting w, ::softdiff::loss::loss_kind kind,
+                                    batch<T>* grad_phi = nullptr) {
     corrupt(x0, t, noise, xt_);
     if constexpr (TrainableDenoiser<Net>)
       net_.forward(xt_, t, phi_);
@@ -158,6 +169,11 @@ public:
     detail::for_each_index(x0.size(), [=](std::size_t i) { r[i] = a[i] - b[i]; });  // r_t = x_0 - x_t
     weights_.resize(t.size());
     for (std::size_t n = 0; n < t.size(); ++n) weights_[n] = ::softdiff::loss::weight(w, sigmas_[n]);
+    switch (kind) {
+      case ::softdiff::loss::loss_kind::clean: return clean_loss_(weights_, phi_, r_, grad_phi);
+      case ::softdiff::loss::loss_kind::dsm: return dsm_loss_(op_, levels_, sigmas_, weights_, phi_, xt_, x0, grad_phi);
+      case ::softdiff::loss::loss_kind::ssm: break;
+    }
     return loss_(op_, levels_, weights_, phi_, r_, grad_phi);
   }
 
@@ -288,6 +304,8 @@ private:
   batch<T> xt_, phi_, r_, h_;
   std::vector<double> times_, levels_, sigmas_, weights_;
   ::softdiff::loss::soft_score_matching_loss<Op> loss_;
+  ::softdiff::loss::clean_image_loss<T> clean_loss_;
+  ::softdiff::loss::denoising_score_matching_loss<Op> dsm_loss_;
 };
 
 }  // namespace softdiff

@@ -1,6 +1,8 @@
 #pragma once
 // Training a SoftDiffusion model with the Soft Score Matching loss (eq. 12),
 //   L = E_t w(t) E || C_t ( phi_theta(x_t, t) - r_t ) ||^2,   r_t = x_0 - x_t,  w(t) = 1 or 1 / sigma_t^2,
+// (trainer_config::loss selects the ablation baselines instead: the clean-image loss or eq. 7,
+// loss/kind.hpp; the gradient below is then that loss's),
 // one step = minibatch x_0 (a per-epoch Philox permutation), stratified times t_i,
 // x_t = C_t x_0 + sigma_t eta, dL/dphi = 2 w(t) C_t^T C_t (phi - r_t) (SoftDiffusion::loss),
 // net.backward(dL/dphi), Adam with linear warm-up and gradient-norm clipping (nn/adam.hpp),
@@ -31,6 +33,7 @@
 #include "softdiff/concepts.hpp"
 #include "softdiff/data/safetensors.hpp"
 #include "softdiff/error.hpp"
+#include "softdiff/loss/kind.hpp"
 #include "softdiff/loss/soft_score_matching.hpp"
 #include "softdiff/nn/adam.hpp"
 #include "softdiff/nn/checkpoint.hpp"
@@ -56,19 +59,22 @@ struct trainer_config {
   std::size_t batch_size = 64;
   double t_min = 1e-3;  // times are drawn from [t_min, 1): sigma_0 = 0 makes t = 0 useless (minibatch.hpp)
   loss::weighting weighting = loss::weighting::unit;
+  loss::loss_kind loss = loss::loss_kind::ssm;  // the objective; checkpoints without "loss" were ssm
   nn::adam_config adam{};     // lr 2e-4, betas 0.9 / 0.999, eps 1e-8, warm-up 5000, clipping at 1
   double ema_decay = 0.9999;  // ema <- decay ema + (1 - decay) weights after every step
 };
 
+/// "unit" (w = 1) or "inverse-variance" (w = 1 / sigma_t^2, the paper's appendix D).
 [[nodiscard]] inline std::string weighting_name(loss::weighting w) {
-  return w == loss::weighting::unit ? "unit" : "inverse-sigma2";
+  return w == loss::weighting::unit ? "unit" : "inverse-variance";
 }
 
-/// "unit" or "inverse-sigma2" (also "inverse_sigma2").
+/// "unit" or "inverse-variance"; also the older spelling "inverse-sigma2" ("inverse_sigma2"),
+/// which checkpoints written before the rename carry.
 [[nodiscard]] inline loss::weighting weighting_from_name(std::string_view s) {
   if (s == "unit") return loss::weighting::unit;
-  if (s == "inverse-sigma2" || s == "inverse_sigma2") return loss::weighting::inverse_sigma2;
-  throw error(detail::concat("unknown loss weighting '", s, "' (known: unit, inverse-sigma2)"));
+  if (s == "inverse-variance" || s == "inverse-sigma2" || s == "inverse_sigma2") return loss::weighting::inverse_sigma2;
+  throw error(detail::concat("unknown loss weighting '", s, "' (known: unit, inverse-variance)"));
 }
 
 /// The configuration as JSON (the "softdiff" metadata of a checkpoint holds these fields).
@@ -77,6 +83,7 @@ struct trainer_config {
           {"batch_size", c.batch_size},
           {"t_min", c.t_min},
           {"weighting", weighting_name(c.weighting)},
+          {"loss", loss::loss_kind_name(c.loss)},
           {"ema_decay", c.ema_decay},
           {"adam",
            {{"lr", c.adam.lr},
@@ -99,6 +106,7 @@ struct trainer_config {
     c.batch_size = field(j, "batch_size").get<std::size_t>();
     c.t_min = field(j, "t_min").get<double>();
     c.weighting = weighting_from_name(field(j, "weighting").get<std::string>());
+    c.loss = loss::loss_kind_from_name(j.value("loss", std::string("ssm")));  // absent: written before the ablation
     c.ema_decay = field(j, "ema_decay").get<double>();
     const nlohmann::json& a = field(j, "adam");
     c.adam.lr = field(a, "lr").get<double>();
@@ -172,7 +180,8 @@ public:
       net.zero_grad();
       const noise_source noise{config_.seed, stream_for(stream_purpose::training, static_cast<std::uint64_t>(k))};
       // eq. 12: L = w(t) ||C_t (phi(x_t, t) - r_t)||^2, r_t = x_0 - x_t; grad_phi_ = 2 w(t) C_t^T C_t (phi - r_t)
-      const loss::loss_value v = model_.loss(x0_, times_, noise, config_.weighting, &grad_phi_);
+      // (or the clean-image loss / eq. 7 and its gradient, per config_.loss)
+      const loss::loss_value v = model_.loss(x0_, times_, noise, config_.weighting, config_.loss, &grad_phi_);
       detail::require(std::isfinite(v.value), "the loss is ", v.value);
       net.backward(grad_phi_);
       r.grad_norm = adam_.step(net.parameters(), net.gradients());  // throws before updating if not finite
