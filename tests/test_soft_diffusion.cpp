@@ -1,12 +1,14 @@
 // SoftDiffusion<Op, Sched, Net>: corrupt, loss, denoise, score (eq. 10), the momentum step
 // against the VE reverse-SDE Euler-Maruyama step when C_t = I, sampling and its random
-// streams, and bad-input errors.
+// streams, sampling in parts (sample_range) against one batch, and bad-input errors.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <span>
 #include <stdexcept>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -20,6 +22,8 @@
 #include "softdiff/sampler/ddim.hpp"
 #include "softdiff/sampler/momentum.hpp"
 #include "softdiff/sampler/naive.hpp"
+#include "softdiff/sampler/pf_momentum.hpp"
+#include "softdiff/sampler/predictor_corrector.hpp"
 #include "softdiff/schedule/two_stage.hpp"
 #include "softdiff/schedule/ve.hpp"
 #include "softdiff/schedule/vp.hpp"
@@ -185,6 +189,75 @@ TEST_CASE("sample: from the fitted final distribution, reproducible from the see
   const std::vector<double> g{1.0, 0.5, 0.0};
   const batch<float> d = sd.sample(2, std::span<const double>(g), 3, sampler::ddim<float>{0.5});
   CHECK(shape_of(d) == shape4{2, 2, 8, 8});
+}
+
+namespace {
+
+/// Samples [0, total) of `seed` drawn in parts of `part` samples, concatenated.
+template <class S, class Model>
+batch<typename Model::scalar_type> sample_in_parts(Model& sd, std::size_t total, std::size_t part, std::size_t steps,
+                                                   std::uint64_t seed, const S& sampler) {
+  using T = typename Model::scalar_type;
+  batch<T> all;
+  for (std::size_t first = 0; first < total; first += part) {
+    const batch<T> x = sd.sample(sample_range{first, std::min(part, total - first)}, steps, seed, sampler);
+    if (first == 0) {
+      shape4 s = shape_of(x);
+      s[0] = total;
+      all = batch<T>(s);
+    }
+    std::copy(x.data(), x.data() + x.size(), all.data() + first * (x.size() / x.shape()[0]));
+  }
+  return all;
+}
+
+template <class T, class S>
+void check_parts_match_whole(const S& sampler, std::size_t c, std::size_t h, std::size_t w) {
+  batch<T> data({6, c, h, w});
+  noise_source{5, 77}.fill(data);
+  SoftDiffusion sd(op::dct_blur<T>{}, small_blur(), affine_net<T>{});
+  sd.fit_final_distribution(data);
+  const batch<T> whole = sd.sample(7, 4, 21, sampler);
+  for (const std::size_t part : {1, 2, 3, 7}) {
+    INFO(S::name << ", parts of " << part << ", images " << c << "x" << h << "x" << w);
+    const batch<T> parts = sample_in_parts(sd, 7, part, 4, 21, sampler);
+    REQUIRE(shape_of(parts) == shape_of(whole));
+    CHECK(std::equal(whole.data(), whole.data() + whole.size(), parts.data()));  // bitwise
+  }
+  // a part is the same rows of a larger batch, not the first rows again (x_1 is random)
+  const batch<T> tail = sd.sample(sample_range{5, 2}, 4, 21, sampler);
+  CHECK(std::equal(tail.data(), tail.data() + tail.size(), whole.data() + 5 * (whole.size() / 7)));
+  CHECK_FALSE(std::equal(tail.data(), tail.data() + tail.size(), whole.data()));
+}
+
+}  // namespace
+
+TEST_CASE("sample: drawn in parts (sample_range), the samples are bitwise those of one batch", "[soft_diffusion]") {
+  // 2 x 8 x 8 images (128 values: whole Philox blocks) and 1 x 5 x 5 (25: parts start inside a block)
+  for (const auto& [c, h, w] : {std::tuple<std::size_t, std::size_t, std::size_t>{2, 8, 8}, {1, 5, 5}}) {
+    check_parts_match_whole<float>(sampler::naive<float>{}, c, h, w);
+    check_parts_match_whole<float>(sampler::momentum<float>{}, c, h, w);
+    check_parts_match_whole<float>(sampler::momentum<float>{2}, c, h, w);  // blocked steps inside a part
+    check_parts_match_whole<float>(sampler::pf_momentum<float>{}, c, h, w);
+    check_parts_match_whole<float>(sampler::ddim<float>{0.5}, c, h, w);
+    check_parts_match_whole<float>(sampler::predictor_corrector<float>{0.5}, c, h, w);
+    check_parts_match_whole<double>(sampler::momentum<double>{}, c, h, w);
+    check_parts_match_whole<double>(sampler::predictor_corrector<double>{0.3}, c, h, w);
+  }
+  // sample_from with first_sample: the same as the matching part
+  SoftDiffusion sd(op::dct_blur<float>{}, small_blur(), affine_net<float>{});
+  sd.fit_final_distribution(images<float>(6, 6));
+  const batch<float> part = sd.sample(sample_range{3, 2}, 5, 9, sampler::naive<float>{});
+  batch<float> x;
+  sd.final_distribution()->sample(sd.op(), sd.level(1.0), sd.sigma(1.0), 2,
+                                  noise_source{9, stream_for(stream_purpose::initial, 0), 3 * 128}, x);
+  sampler::naive<float> n;
+  const std::vector<double> grid = sampler::uniform_grid(5);
+  sd.sample_from(x, grid, 9, n, no_step_observer{}, 3);
+  CHECK(std::equal(x.data(), x.data() + x.size(), part.data()));
+  // a shifted source that is not a whole number of images is refused
+  CHECK_THROWS_WITH(sd.final_distribution()->sample(sd.op(), 1.0, 0.2, 2, noise_source{9, 1, 100}, x),
+                    Catch::Contains("noise offset 100 is not a whole number of 2x8x8 images"));
 }
 
 TEST_CASE("sample: the step observer sees every step in order and changes nothing", "[soft_diffusion]") {

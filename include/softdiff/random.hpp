@@ -29,20 +29,26 @@ enum class stream_purpose : std::uint64_t {
 struct noise_source {
   std::uint64_t seed = 0;
   std::uint64_t stream = 0;
+  std::uint64_t offset = 0;  // flat index of element 0 of what this source fills
 
-  /// A distinct sub-stream, e.g. for the second draw within one sampler step.
-  [[nodiscard]] noise_source sub(std::uint64_t k) const { return {seed, stream + (k << 40)}; }
+  /// A distinct sub-stream, e.g. for the second draw within one sampler step (same offset).
+  [[nodiscard]] noise_source sub(std::uint64_t k) const { return {seed, stream + (k << 40), offset}; }
+  /// The same stream with element 0 at flat index offset + n.
+  [[nodiscard]] noise_source shifted(std::uint64_t n) const { return {seed, stream, offset + n}; }
 
+  /// out[i] = the standard normal at flat index offset + i.
   template <class T>
   void fill(std::span<T> out) const {
-    backend::cpu::fill_normal<T>(seed, stream, out.data(), out.size(), 0);
+    backend::cpu::fill_normal<T>(seed, stream, out.data(), out.size(), offset);
   }
   template <class T>
   void fill(batch<T>& out) const {
     fill(std::span<T>(out.data(), out.size()));
   }
-  /// Uniform double in (0, 1) at `index` of this stream.
-  [[nodiscard]] double uniform(std::uint64_t index) const { return backend::uniform_at(index, stream, seed); }
+  /// Uniform double in (0, 1) at flat index offset + `index` of this stream.
+  [[nodiscard]] double uniform(std::uint64_t index) const {
+    return backend::uniform_at(offset + index, stream, seed);
+  }
 };
 
 }  // namespace softdiff

@@ -7,7 +7,12 @@
 //
 // Random streams: the initial draw from p_1 uses stream_for(stream_purpose::initial, 0);
 // sampler step k (k = 0 for the first step, from grid[0]) uses
-// stream_for(stream_purpose::sampler, k). A sample is a pure function of the seed.
+// stream_for(stream_purpose::sampler, k). A sample is a pure function of the seed and of its
+// index in the batch: every draw takes its numbers at the element's flat index, so sample i is
+// the same whether it is drawn in one batch of N or in parts (sample_range; a part starting at
+// sample f draws at flat indices f * C * H * W on). Parts bound the memory of sampling to their
+// size instead of N; the result is bitwise the same whenever the network treats samples
+// independently (as every operator and Denoiser in softdiff does).
 #include <algorithm>
 #include <atomic>
 #include <bit>
@@ -82,6 +87,13 @@ void require_finite_batch(const batch<T>& x, const char* where) {
 }
 
 }  // namespace detail
+
+/// Samples [first, first + count) of the sequence that one seed gives: what a call for
+/// first + count samples would return from row `first` on (see the random streams above).
+struct sample_range {
+  std::size_t first = 0;
+  std::size_t count = 0;
+};
 
 /// The StepObserver SoftDiffusion::sample uses when given none.
 struct no_step_observer {
@@ -235,8 +247,17 @@ public:
   template <class S, StepObserver OnStep = no_step_observer>
   [[nodiscard]] batch<T> sample(std::size_t count, std::size_t steps, std::uint64_t seed, S sampler = S{},
                                 OnStep on_step = {}) {
+    return sample<S>(sample_range{0, count}, steps, seed, std::move(sampler), on_step);
+  }
+
+  /// Samples range.first .. range.first + range.count - 1 of `seed` with `steps` steps on the
+  /// uniform grid: rows range.first on of what sample(range.first + range.count, ...) returns,
+  /// bitwise (memory grows with range.count only).
+  template <class S, StepObserver OnStep = no_step_observer>
+  [[nodiscard]] batch<T> sample(sample_range range, std::size_t steps, std::uint64_t seed, S sampler = S{},
+                                OnStep on_step = {}) {
     const std::vector<double> grid = ::softdiff::sampler::uniform_grid(steps);
-    return sample<S>(count, std::span<const double>(grid), seed, std::move(sampler), on_step);
+    return sample<S>(range, std::span<const double>(grid), seed, std::move(sampler), on_step);
   }
 
   /// `count` samples on a user grid (sampler/time_grid.hpp), starting from the final distribution
@@ -244,30 +265,42 @@ public:
   template <class S, StepObserver OnStep = no_step_observer>
   [[nodiscard]] batch<T> sample(std::size_t count, std::span<const double> grid, std::uint64_t seed,
                                 S sampler = S{}, OnStep on_step = {}) {
+    return sample<S>(sample_range{0, count}, grid, seed, std::move(sampler), on_step);
+  }
+
+  /// Samples range.first .. range.first + range.count - 1 of `seed` on a user grid.
+  template <class S, StepObserver OnStep = no_step_observer>
+  [[nodiscard]] batch<T> sample(sample_range range, std::span<const double> grid, std::uint64_t seed,
+                                S sampler = S{}, OnStep on_step = {}) {
     static_assert(Sampler<S, SoftDiffusion>, "S must model softdiff::Sampler for this SoftDiffusion");
     ::softdiff::sampler::validate_grid(grid);
-    detail::require(count > 0, "SoftDiffusion::sample: count must be > 0");
+    detail::require(range.count > 0, "SoftDiffusion::sample: count must be > 0");
     detail::require(final_.has_value(),
                     "SoftDiffusion::sample: no final distribution; call fit_final_distribution or "
                     "set_final_distribution, or start from your own x_1 with sample_from");
+    const std::size_t d = final_->channels() * final_->height() * final_->width();
     batch<T> x;
-    final_->sample(op_, level(grid[0]), sigma(grid[0]), count,
-                   noise_source{seed, stream_for(stream_purpose::initial, 0)}, x);
-    sample_from(x, grid, seed, sampler, on_step);
+    final_->sample(op_, level(grid[0]), sigma(grid[0]), range.count,
+                   noise_source{seed, stream_for(stream_purpose::initial, 0), range.first * d}, x);
+    sample_from(x, grid, seed, sampler, on_step, range.first);
     return x;
   }
 
   /// Runs `sampler` over the grid from a given x at grid[0], in place. Step k takes x from
-  /// grid[k] to grid[k + 1] with noise stream stream_for(stream_purpose::sampler, k); then
-  /// on_step(k + 1, grid.size() - 1).
+  /// grid[k] to grid[k + 1] with noise stream stream_for(stream_purpose::sampler, k), drawn at
+  /// flat index first_sample * C * H * W on (x being samples first_sample on of a larger batch);
+  /// then on_step(k + 1, grid.size() - 1).
   template <class S, StepObserver OnStep = no_step_observer>
-  void sample_from(batch<T>& x, std::span<const double> grid, std::uint64_t seed, S& sampler, OnStep on_step = {}) {
+  void sample_from(batch<T>& x, std::span<const double> grid, std::uint64_t seed, S& sampler, OnStep on_step = {},
+                   std::size_t first_sample = 0) {
     static_assert(Sampler<S, SoftDiffusion>, "S must model softdiff::Sampler for this SoftDiffusion");
     ::softdiff::sampler::validate_grid(grid);
     detail::require(x.size() > 0, "SoftDiffusion::sample_from: empty batch ", to_string(shape_of(x)));
     detail::require_finite_batch(x, "SoftDiffusion::sample_from: x");
+    const std::uint64_t offset = static_cast<std::uint64_t>(first_sample) * (x.size() / x.shape()[0]);
     for (std::size_t k = 0; k + 1 < grid.size(); ++k) {
-      sampler.step(*this, x, grid[k], grid[k + 1], noise_source{seed, stream_for(stream_purpose::sampler, k)});
+      sampler.step(*this, x, grid[k], grid[k + 1],
+                   noise_source{seed, stream_for(stream_purpose::sampler, k), offset});
       on_step(k + 1, grid.size() - 1);
     }
   }

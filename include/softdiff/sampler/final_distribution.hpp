@@ -78,7 +78,9 @@ public:
   [[nodiscard]] const std::vector<double>& variance() const { return variance_; }
 
   /// out = C(level) (colour * 1) + sigma eta for `count` images, out of shape [count, C, H, W].
-  /// Colours use noise.sub(1) (count * C normals, image-major); eta uses `noise`.
+  /// Colours use noise.sub(1) (count * C normals, image-major); eta uses `noise`. A source
+  /// shifted by f whole images (noise.offset = f * C * H * W) gives images f .. f + count - 1 of
+  /// what an unshifted call for f + count images gives: colours are then drawn from index f * C.
   template <CorruptionOperator Op>
     requires std::same_as<typename Op::scalar_type, T>
   void sample(const Op& op, double level, double sigma, std::size_t count, const noise_source& noise,
@@ -89,9 +91,13 @@ public:
                               "final_distribution::sample: sigma_1 must be finite and >= 0, got ", sigma);
     check_level(op, level, "final_distribution::sample");
     const std::size_t C = channels(), P = height_ * width_;
+    softdiff::detail::require(noise.offset % (C * P) == 0, "final_distribution::sample: noise offset ", noise.offset,
+                              " is not a whole number of ", C, "x", height_, "x", width_, " images");
     ensure_shape(out, shape4{count, C, height_, width_});
     std::vector<double> z(count * C);
-    noise.sub(1).fill(std::span<double>(z));
+    noise_source colours = noise.sub(1);
+    colours.offset = noise.offset / P;  // first image * C: the colours are image-major
+    colours.fill(std::span<double>(z));
     for (std::size_t i = 0; i < count; ++i)
       for (std::size_t c = 0; c < C; ++c) {
         const T colour = static_cast<T>(mean_[c] + std::sqrt(variance_[c]) * z[i * C + c]);

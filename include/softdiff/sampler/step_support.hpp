@@ -74,7 +74,8 @@ struct model_archetype {
 };
 
 /// Calls f(begin, end, eta) over consecutive ranges covering [0, n), where eta[j] is the standard
-/// normal that `noise.fill` writes at flat index offset + begin + j: the same Philox blocks,
+/// normal at flat index noise.offset + offset + begin + j (what `noise.fill` writes at
+/// offset + begin + j): the same Philox blocks,
 /// generated a tile at a time on the stack (normal4_tile for float), so that a sampler's
 /// element-wise update and its noise are one pass over memory. Chunks run in parallel; each
 /// value is a pure function of its index, so the result depends neither on the thread count
@@ -85,6 +86,7 @@ void for_each_normal_chunk_at(const noise_source& noise, std::size_t offset, std
   if (n == 0) return;
   constexpr std::size_t per_block = std::is_same_v<T, float> ? 4 : 2;
   constexpr std::size_t tile = normal_tile;
+  offset += static_cast<std::size_t>(noise.offset);  // the source's own place in a larger batch
   const std::size_t first = offset / per_block, blocks = (offset + n + per_block - 1) / per_block - first;
   const std::uint64_t stream = noise.stream, seed = noise.seed;
   backend::cpu::parallel_chunks(blocks, elementwise_grain / (4 * per_block), [&](std::size_t b0, std::size_t b1) {

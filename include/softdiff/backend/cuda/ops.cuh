@@ -148,11 +148,11 @@ void corrector_update(T* x, const T* y1, const T* c1, const T* y2, const T* c2, 
   portable::predictor_corrector<cuda, T>::correct(x, y1, c1, y2, c2, n, sigma, sigma_next);
 }
 
-/// out = noise.fill at flat indices [offset, offset + n), on the device.
+/// out = noise.fill at flat indices [offset, offset + n) (after the source's own offset), on the device.
 template <class T>
 void fill_normal(const noise_source& noise, T* out, std::size_t n, std::uint64_t offset, cudaStream_t stream) {
   cuda_stream_scope scope(stream);
-  cuda::fill_normal<T>(noise.seed, noise.stream, out, n, offset);
+  cuda::fill_normal<T>(noise.seed, noise.stream, out, n, noise.offset + offset);
 }
 
 static_assert(portable::BackendOperator<device_operator<op::gaussian_blur<float>>>);

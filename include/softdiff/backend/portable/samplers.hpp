@@ -68,6 +68,10 @@ namespace rules = sampler::rules;
 /// out[i] = rule(in[0][i], ..., eta_i) on backend B, eta the normals of `noise` at flat index i.
 template <Backend B, class T, class Rule, std::size_t K>
 void noisy_map(T* out, const T* const (&in)[K], Rule rule, std::size_t n, const noise_source& noise) {
+  // The backend steps draw eta at the batch's own flat indices; a shifted source (a part of a
+  // larger batch, random.hpp) is a feature of the CPU samplers only, refused rather than ignored.
+  ::softdiff::detail::require(noise.offset == 0, "backend sampler step: a noise source shifted by ", noise.offset,
+                              " elements is not supported here; sample the whole batch");
   kernels::noisy_map_fn<T, Rule, K> f{out, {}, rule, n, noise.seed, noise.stream};
   for (std::size_t a = 0; a < K; ++a) f.in[a] = in[a];
   B::parallel_for(kernels::blocks_for<T>(n), f);
