@@ -1,7 +1,10 @@
 // softdiff train / sample / denoise, run as separate processes on tiny data and a tiny
 // RefUNet (base 8, mult (1, 2), 8 x 8 images): checkpoints and sample grids, the progress
 // line, exact resume across runs, every sampler, phi and x0, and the bad-input paths
-// (image size, missing dataset, divergence, another configuration) with their messages.
+// (image size, missing dataset, divergence, another configuration) with their messages; the
+// training recipe's options (model_description.hpp): recorded in the checkpoint, refused when
+// bad or when a resumed run changes them, old checkpoints without them, and the ablations
+// (growing noise, eq. 7, clean-image loss, Wasserstein and MSE-matched schedules).
 #include <catch2/catch.hpp>
 
 #include <algorithm>
@@ -11,11 +14,14 @@
 #include <fstream>
 #include <iterator>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "support/cli_runner.hpp"
 #include "support/data_files.hpp"
 #include "softdiff/data/npy.hpp"
 #include "softdiff/data/safetensors.hpp"
+#include "softdiff/schedule/tabulated.hpp"
 
 namespace fs = std::filesystem;
 using namespace softdiff;
@@ -189,4 +195,182 @@ TEST_CASE("cli train: bad input gives a clear error and a non-zero status", "[cl
   CHECK(contains(r.err, "non-finite"));
   CHECK(contains(r.err, "(step " + std::to_string(failed - 1) + ") is kept unchanged"));
   CHECK(softdiff_meta(d / "checkpoint.safetensors")["step"] == failed - 1);
+}
+
+TEST_CASE("cli train: the recipe options are recorded, and a resumed run must repeat them", "[cli][train][recipe]") {
+  REQUIRE(fs::exists(test::tool_path));
+  test::temp_dir dir("cli-train-recipe");
+  const fs::path data = write_images(dir, "x.npy", 16, 1, 8, 8);
+  const fs::path a = dir / "a";
+  const std::string common = " --data " + q(data) + tiny_net;
+  result r = run_tool(dir, "train --out " + q(a) + " --steps 2" + common +
+                               " --sigma-min 0.02 --sigma-max 0.2 --noise-fraction 0.3 --weighting inverse-variance"
+                               " --loss clean");
+  INFO(r.out << r.err);
+  REQUIRE(r.status == 0);
+  nlohmann::json meta = softdiff_meta(a / "checkpoint.safetensors");
+  CHECK(meta["loss"] == "clean");
+  CHECK(meta["weighting"] == "inverse-variance");
+  CHECK(meta["schedule_kind"] == "geometric");
+  CHECK(meta["noise"] == nlohmann::json({{"sigma_min", 0.02}, {"sigma_max", 0.2}, {"noise_fraction", 0.3}, {"mode", "fixed"}}));
+  CHECK(meta["schedule"]["type"] == "two_stage");
+  CHECK(meta["schedule"]["sigma_max"] == 0.2);
+  CHECK(meta["schedule"]["noise_fraction"] == 0.3);
+  CHECK(meta["schedule"]["noise_mode"] == "fixed");
+  CHECK_FALSE(meta.contains("network"));  // the network is the refunet_config entry
+
+  // a resumed run with another recipe option is refused, naming it; the same value is fine
+  r = run_tool(dir, "train --out " + q(a) + " --steps 3 --sigma-max 0.1");
+  CHECK(r.status == 2);
+  CHECK(contains(r.err, "--sigma-max 0.1 differs from 0.2 in " + (a / "checkpoint.safetensors").string()));
+  r = run_tool(dir, "train --out " + q(a) + " --steps 3 --loss ssm");
+  CHECK(r.status == 2);
+  CHECK(contains(r.err, "--loss ssm differs from clean"));
+  r = run_tool(dir, "train --out " + q(a) + " --steps 3 --noise growing");
+  CHECK(r.status == 2);
+  CHECK(contains(r.err, "--noise growing differs from fixed"));
+  r = run_tool(dir, "train --out " + q(a) + " --steps 3 --weighting unit");
+  CHECK(r.status == 2);
+  CHECK(contains(r.err, "--weighting unit differs from inverse-variance"));
+  r = run_tool(dir, "train --out " + q(a) + " --steps 3 --weighting inverse-sigma2 --sigma-max 0.2 --loss clean");
+  INFO(r.err);
+  CHECK(r.status == 0);
+  CHECK(softdiff_meta(a / "checkpoint.safetensors")["step"] == 3);
+
+  {  // an old-style checkpoint (before the recipe options): no loss, schedule_kind, noise or noise_mode,
+     // the old weighting name; it resumes as ssm with fixed noise, and samples
+    const fs::path old_dir = dir / "old";
+    fs::create_directories(old_dir);
+    r = run_tool(dir, "train --out " + q(dir / "new") + " --steps 2 --weighting inverse-variance" + common);
+    REQUIRE(r.status == 0);
+    const data::safetensors_file f = data::read_safetensors(dir / "new" / "checkpoint.safetensors");
+    nlohmann::json old = nlohmann::json::parse(f.metadata.at("softdiff"));
+    for (const char* key : {"loss", "schedule_kind", "noise"}) old.erase(key);
+    old["schedule"].erase("noise_mode");
+    old["weighting"] = "inverse-sigma2";
+    data::safetensors_writer w;
+    for (const auto& [name, t] : f.tensors) w.add_bytes(name, t.dtype, t.shape, t.bytes);
+    for (const auto& [key, value] : f.metadata) w.set_metadata(key, value);
+    w.set_metadata("softdiff", old.dump());
+    w.write(old_dir / "checkpoint.safetensors");
+    r = run_tool(dir, "sample --ckpt " + q(old_dir / "checkpoint.safetensors") + " --steps 3 --count 2 --out " +
+                          q(dir / "old.png"));
+    INFO(r.err);
+    CHECK(r.status == 0);
+    r = run_tool(dir, "train --out " + q(old_dir) + " --steps 3 --weighting inverse-variance --loss ssm --noise fixed");
+    INFO(r.err);
+    REQUIRE(r.status == 0);
+    CHECK(contains(r.err, "resuming at step 2"));
+    meta = softdiff_meta(old_dir / "checkpoint.safetensors");
+    CHECK(meta["step"] == 3);
+    CHECK(meta["loss"] == "ssm");
+    CHECK(meta["weighting"] == "inverse-variance");
+    CHECK(meta["noise"]["mode"] == "fixed");
+    CHECK(meta["schedule_kind"] == "geometric");
+  }
+}
+
+TEST_CASE("cli train: growing noise, eq. 7 and the mse-matched schedule train, are recorded and sample", "[cli][train][recipe]") {
+  REQUIRE(fs::exists(test::tool_path));
+  test::temp_dir dir("cli-train-ablations");
+  const fs::path data = write_images(dir, "x.npy", 16, 1, 8, 8);
+  const std::string common = " --data " + q(data) + tiny_net;
+
+  result r = run_tool(dir, "train --out " + q(dir / "g") + " --steps 2 --noise growing --loss dsm --sigma-max 0.2" + common);
+  INFO(r.out << r.err);
+  REQUIRE(r.status == 0);
+  nlohmann::json meta = softdiff_meta(dir / "g" / "checkpoint.safetensors");
+  CHECK(meta["schedule"]["noise_mode"] == "growing");
+  CHECK(meta["noise"]["mode"] == "growing");
+  CHECK(meta["loss"] == "dsm");
+  r = run_tool(dir, "sample --ckpt " + q(dir / "g" / "checkpoint.safetensors") + " --steps 3 --count 2 --out " + q(dir / "g.png"));
+  INFO(r.err);
+  REQUIRE(r.status == 0);
+  const batch<float> s = data::read_npy_batch<float>(dir / "g.npy");
+  CHECK(shape_of(s) == shape4{2, 1, 8, 8});
+  CHECK(std::all_of(s.begin(), s.end(), [](float v) { return std::isfinite(v); }));
+
+  r = run_tool(dir, "train --out " + q(dir / "m") + " --steps 1 --schedule-kind mse-matched --sigma-max 0.2" + common);
+  INFO(r.out << r.err);
+  REQUIRE(r.status == 0);
+  CHECK(contains(r.err, "mse-matched schedule (eq. 55)"));
+  meta = softdiff_meta(dir / "m" / "checkpoint.safetensors");
+  CHECK(meta["schedule_kind"] == "mse-matched");
+  REQUIRE(meta["schedule"]["type"] == "tabulated");
+  const auto sigma = meta["schedule"]["table"]["sigma"].get<std::vector<double>>();
+  CHECK(sigma.back() == Approx(0.2));
+  const auto level = meta["schedule"]["table"]["level"].get<std::vector<double>>();
+  CHECK(level.back() == Approx(18.0 * 8 / 32));
+  CHECK(std::is_sorted(level.begin(), level.end()));
+  CHECK(run_tool(dir, "sample --ckpt " + q(dir / "m" / "checkpoint.safetensors") + " --steps 3 --count 2 --out " +
+                          q(dir / "m.png")).status == 0);
+}
+
+TEST_CASE("cli train: a Wasserstein schedule file must fit the operator and the image size", "[cli][train][recipe]") {
+  REQUIRE(fs::exists(test::tool_path));
+  test::temp_dir dir("cli-train-wasserstein");
+  const fs::path data = write_images(dir, "x.npy", 16, 1, 8, 8);
+  const std::string common = " --data " + q(data) + tiny_net;
+  auto write_schedule = [&](const std::string& name, const std::string& op, const nlohmann::json& extra) {
+    const schedule::tabulated t({0.0, 0.2, 0.6, 1.0}, {0.0, 0.0, 0.5, 2.0}, {0.0, 0.15, 0.15, 0.15}, op);
+    t.save_json(dir / name, extra);
+    return dir / name;
+  };
+  const nlohmann::json noise{{"sigma_min", 0.01}, {"sigma_max", 0.15}, {"noise_fraction", 0.2}, {"mode", "fixed"}};
+  const fs::path good = write_schedule("good.json", "gaussian_blur", {{"image", {1, 8, 8}}, {"noise", noise}});
+  result r = run_tool(dir, "train --out " + q(dir / "w") + " --steps 1 --schedule " + q(good) + common);
+  INFO(r.out << r.err);
+  REQUIRE(r.status == 0);
+  nlohmann::json meta = softdiff_meta(dir / "w" / "checkpoint.safetensors");
+  CHECK(meta["schedule_kind"] == "wasserstein");
+  CHECK(meta["schedule"]["type"] == "tabulated");
+  CHECK(meta["noise"]["sigma_max"] == 0.15);
+
+  const fs::path big = write_schedule("big.json", "gaussian_blur", {{"image", {1, 16, 16}}});
+  r = run_tool(dir, "train --out " + q(dir / "b") + " --steps 1 --schedule " + q(big) + common);
+  CHECK(r.status == 2);
+  CHECK(contains(r.err, "--schedule " + big.string() + " was made for [1,16,16] images"));
+  CHECK_FALSE(fs::exists(dir / "b" / "checkpoint.safetensors"));
+  const fs::path mask = write_schedule("mask.json", "mask", nlohmann::json::object());
+  r = run_tool(dir, "train --out " + q(dir / "k") + " --steps 1 --schedule " + q(mask) + common);
+  CHECK(r.status == 2);
+  CHECK(contains(r.err, "--schedule " + mask.string() + " was made for operator 'mask' but --op is 'gaussian-blur'"));
+  r = run_tool(dir, "train --out " + q(dir / "k") + " --steps 1 --schedule " + q(good) + " --sigma-max 0.2" + common);
+  CHECK(r.status == 2);
+  CHECK(contains(r.err, "--sigma-max 0.2 does not apply to --schedule"));
+  r = run_tool(dir, "train --out " + q(dir / "k") + " --steps 1 --schedule " + q(good) + " --schedule-kind geometric" + common);
+  CHECK(r.status == 2);
+  CHECK(contains(r.err, "--schedule-kind geometric contradicts --schedule"));
+  r = run_tool(dir, "train --out " + q(dir / "k") + " --steps 1 --schedule-kind wasserstein" + common);
+  CHECK(r.status == 2);
+  CHECK(contains(r.err, "--schedule-kind wasserstein needs --schedule FILE"));
+}
+
+TEST_CASE("cli train: a bad recipe option is refused naming the option and the value, before any data is read",
+          "[cli][train][recipe]") {
+  REQUIRE(fs::exists(test::tool_path));
+  test::temp_dir dir("cli-train-bad-recipe");
+  // the data do not exist: an option checked after reading them would fail with status 1 instead
+  const std::string common = " --steps 1 --data " + q(dir / "missing.npy") + tiny_net + " --out " + q(dir / "o");
+  const std::pair<std::string, std::string> cases[] = {
+      {"--sigma-max 0.005", "--sigma-max 0.005 is below --sigma-min 0.01"},
+      {"--sigma-min 0.3 --sigma-max 0.2", "--sigma-max 0.2 is below --sigma-min 0.3"},
+      {"--sigma-min 0", "--sigma-min 0: must be > 0"},
+      {"--noise-fraction 1.5", "--noise-fraction 1.5: must lie in (0, 1)"},
+      {"--noise-fraction 0", "--noise-fraction 0: must lie in (0, 1)"},
+      {"--loss l1", "--loss l1: unknown loss 'l1' (known: ssm, clean, dsm)"},
+      {"--weighting cubic", "--weighting cubic: unknown loss weighting 'cubic'"},
+      {"--noise wobbly", "--noise wobbly: unknown noise mode 'wobbly'"},
+      {"--schedule-kind spline", "--schedule-kind spline: unknown schedule kind 'spline'"},
+      {"--noise growing --schedule-kind mse-matched", "--noise growing applies to --schedule-kind geometric"},
+      {"--noise growing --noise-fraction 0.3", "--noise-fraction 0.3 applies to --noise fixed"},
+      {"--min-level 0.1 --schedule-kind mse-matched", "--min-level applies to --schedule-kind geometric"},
+  };
+  for (const auto& [options, message] : cases) {
+    const result r = run_tool(dir, "train " + options + common);
+    INFO(options << "\n" << r.err);
+    CHECK(r.status == 2);
+    CHECK(contains(r.err, message));
+    CHECK_FALSE(fs::exists(dir / "o"));
+  }
 }

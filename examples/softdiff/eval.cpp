@@ -148,7 +148,7 @@ int run_eval(const arguments& args) {
 
   // everything is read and checked before the first sample is drawn
   loaded_model m = load_model(ckpt);
-  const std::vector<std::size_t> image = m.description.value("image", std::vector<std::size_t>{});
+  const std::vector<std::size_t> image = m.description.image;
   detail::require(image.size() == 3, "checkpoint '", ckpt, "': its metadata lacks \"image\": [C, H, W]");
   const shape4 want{0, image[0], image[1], image[2]};
   detail::require(fs::exists(classifier_file), "classifier '", classifier_file.string(),
@@ -159,13 +159,13 @@ int run_eval(const arguments& args) {
                   classifier_file.string(), "' takes ", cc.in_channels, "x", cc.height, "x", cc.width,
                   " images but the checkpoint '", ckpt, "' makes ", image[0], "x", image[1], "x", image[2]);
 
-  const bool pad = m.description.value("pad", false);
+  const bool pad = m.description.pad;
   std::string test_description, train_description;
   batch<float> held_out = load_images(a.text("test-data"), reference, test_description, "test");
   fs::path train_path;
   if (a.given("train-data")) train_path = a.text("train-data");
   else {
-    train_path = m.description.value("data", std::string());
+    train_path = m.description.data;
     detail::require(!train_path.empty(), "checkpoint '", ckpt, "' does not name its training data; pass --train-data");
   }
   batch<float> training = load_images(train_path, data::no_limit, train_description);

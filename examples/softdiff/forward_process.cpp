@@ -2,8 +2,9 @@
 //   x_t = C_t x_0 + sigma_t eta,   eta ~ N(0, I)   (the paper's forward process, C_0 = I, sigma_0 = 0),
 // one row per operator, written as one PNG. The same eta is used in every column and row,
 // so the strip shows how corruption and noise grow rather than a new noise draw per cell.
-// Default schedule: the paper's two-stage one (section 3.3, appendix C): sigma geometric
-// from 0.01 to 0.1 over the first 20% of t, then held while the operator's level grows.
+// Default schedule: the paper's two-stage one (section 3.3, appendix C) as `softdiff train` makes
+// it: sigma geometric from 0.01 to 0.1 over the first 20% of t, then held while the operator's
+// level grows (or, with --noise growing, both grow together: appendix F.1).
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -18,6 +19,7 @@
 
 #include "args.hpp"
 #include "commands.hpp"
+#include "model_description.hpp"
 #include "operators.hpp"
 #include "softdiff/data/idx.hpp"
 #include "softdiff/data/npy.hpp"
@@ -63,24 +65,19 @@ batch<float> load_image(const arg_parser& a, std::size_t index, std::string& sou
   return x;
 }
 
-/// The paper's two-stage schedule with this operator's level range: blur std grows
-/// geometrically from 0.01 to max_level; mask share and scale's 1 - alpha grow linearly from 0.
+/// The paper's two-stage schedule with this operator's level range, as `softdiff train` makes
+/// it (default_training_schedule, model_description.hpp), with the noise options given here.
 schedule::two_stage default_schedule(const arg_parser& a, const std::string& op, const shape4& s) {
-  schedule::two_stage_parameters p;
+  schedule::two_stage_parameters p = default_training_schedule(op, s[2], s[3]);
   p.sigma_min = a.number("sigma-min");
   p.sigma_max = a.number("sigma-max");
   p.noise_fraction = a.number("noise-fraction");
-  const bool blur = op == "fft-conv" || op == "dct-blur" || op == "gaussian-blur";
-  if (blur) {
-    p.level_growth = schedule::growth::geometric;
-    p.level_min = 0.01;
-    // The paper blurs CelebA-64 up to std 23 (appendix G); scale that to this image size.
-    p.level_max = a.given("max-level") ? a.number("max-level") : 23.0 * static_cast<double>(std::max(s[2], s[3])) / 64.0;
-  } else {
-    p.level_growth = schedule::growth::linear;
-    p.level_min = 0.0;
-    p.level_max = op == "identity" ? 0.0 : (a.given("max-level") ? a.number("max-level") : 1.0);
+  try {
+    p.noise = schedule::noise_mode_from_name(a.text("noise"));
+  } catch (const error& e) {
+    throw usage_error("--noise " + a.text("noise") + ": " + e.what());
   }
+  if (op != "identity" && a.given("max-level")) p.level_max = a.number("max-level");
   if (a.given("min-level")) p.level_min = a.number("min-level");
   return schedule::two_stage(p);
 }
@@ -100,11 +97,16 @@ int run_forward_process(const arguments& args) {
               "gaussian-blur,mask")
       .option("schedule", "FILE", "tabulated schedule (softdiff-schedule JSON) instead of the two-stage default; "
                                   "one operator (--op or the file's \"operator\")")
-      .option("max-level", "L", "operator level at t = 1 (default: blur 23 * max(H, W) / 64, mask 1, scale 1)")
+      .option("max-level", "L", "operator level at t = 1 (default: as softdiff train: gaussian-blur and fft-conv "
+                                "18 * max(H, W) / 32, dct-blur max(H, W), mask 1, scale 1)")
       .option("min-level", "L", "operator level just after the noise stage (default: blur 0.01, mask and scale 0)")
-      .option("sigma-min", "S", "noise sigma at the start of the noise stage", "0.01")
-      .option("sigma-max", "S", "noise sigma held after the noise stage", "0.1")
-      .option("noise-fraction", "F", "share of [0, 1] spent raising the noise", "0.2")
+      .option("sigma-min", "S", "noise sigma at the start of the noise stage",
+              option_text::number_text(noise_recipe{}.sigma_min))
+      .option("sigma-max", "S", "noise sigma held after the noise stage", option_text::number_text(noise_recipe{}.sigma_max))
+      .option("noise-fraction", "F", "share of [0, 1] spent raising the noise",
+              option_text::number_text(noise_recipe{}.noise_fraction))
+      .option("noise", "MODE", "fixed (noise stage, then held) or growing (noise and level grow together, appendix F.1)",
+              schedule::noise_mode_name(noise_recipe{}.mode))
       .option("half-size", "N", "kernel half size of gaussian-blur and fft-conv", std::to_string(default_half_size))
       .option("seed", "S", "seed of the noise eta", "0")
       .option("padding", "P", "pixels between the cells", "2")

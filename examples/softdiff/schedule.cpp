@@ -25,7 +25,7 @@
 #include "args.hpp"
 #include "commands.hpp"
 #include "image_input.hpp"
-#include "model_setup.hpp"
+#include "model_description.hpp"
 #include "operators.hpp"
 #include "softdiff/data/dataset.hpp"
 #include "softdiff/data/npy.hpp"
@@ -41,41 +41,11 @@ namespace {
 
 namespace fs = std::filesystem;
 
-/// What a training checkpoint says about the model it was trained for.
-struct checkpoint_facts {
-  std::string op;
-  int half_size = -1;
-  std::vector<std::size_t> image;  // [C, H, W]
-  fs::path data;
-  std::optional<double> max_level;  // the last level of its schedule
-};
-
-checkpoint_facts read_checkpoint_facts(const fs::path& path) {
-  const data::safetensors_file file = data::read_safetensors(path);
-  const std::string where = "checkpoint '" + path.string() + "'";
-  const nlohmann::json meta = nn::metadata_json(file, "softdiff");
-  checkpoint_facts f;
-  try {
-    f.op = meta.at("operator").at("name").get<std::string>();
-    f.half_size = meta.at("operator").value("half_size", -1);
-    f.image = meta.at("image").get<std::vector<std::size_t>>();
-    f.data = meta.at("data").get<std::string>();
-    if (meta.contains("schedule")) {
-      const nlohmann::json& s = meta["schedule"];
-      if (s.value("type", std::string()) == "two_stage") f.max_level = s.at("level_max").get<double>();
-      else if (s.value("type", std::string()) == "tabulated")
-        f.max_level = s.at("table").at("level").get<std::vector<double>>().back();
-    }
-  } catch (const nlohmann::json::exception& e) {
-    throw error(where + ": __metadata__ softdiff: " + e.what());
-  }
-  detail::require(f.image.size() == 3, where, ": \"image\" has ", f.image.size(), " entries, expected [C, H, W]");
-  try {
-    (void)find_operator(f.op);
-  } catch (const usage_error& e) {
-    throw error(where + ": " + e.what());
-  }
-  return f;
+/// What a training checkpoint says about the model it was trained for (its description).
+model_description read_checkpoint_description(const fs::path& path) {
+  model_description d = read_description(data::read_safetensors(path), false);
+  detail::require(d.image.size() == 3, "checkpoint '", path.string(), "': its metadata lacks \"image\": [C, H, W]");
+  return d;
 }
 
 std::string shape_text(std::size_t c, std::size_t h, std::size_t w) {
@@ -158,6 +128,10 @@ int run_schedule(const arguments& args) {
                               "the path then has as many nodes as it needs (--target is ignored)")
       .option("points", "N", "sinkhorn: images per distance estimate (a seeded sub-slice)", "256")
       .option("seed", "S", "seed of the sub-slice (sinkhorn) or the projections (sliced)", "0")
+      .option("sigma-min", "S", "noise stage: sigma at its start (default: the checkpoint's, else train's default)")
+      .option("sigma-max", "S", "noise stage: sigma at its end, held while the level grows (images in [-1, 1]: "
+                                "the paper's 0.1 is 0.2 here)")
+      .option("noise-fraction", "F", "noise stage: its share of t, in (0, 1)")
       .epilog("Candidate levels are geometric from the last level / 1000 for the blurs, linear for mask and scale.\n"
               "\nExamples:\n  softdiff schedule --out blur.json\n"
               "  softdiff schedule --ckpt run1/checkpoint.safetensors --metric sliced --out run1/schedule.json\n"
@@ -184,8 +158,8 @@ int run_schedule(const arguments& args) {
                       " candidate levels besides the clean one, but --levels is " + std::to_string(levels));
 
   // Operator and data: from the options, or from the checkpoint.
-  std::optional<checkpoint_facts> ckpt;
-  if (a.given("ckpt")) ckpt = read_checkpoint_facts(a.text("ckpt"));
+  std::optional<model_description> ckpt;
+  if (a.given("ckpt")) ckpt = read_checkpoint_description(a.text("ckpt"));
   std::string op_name = a.text("op");
   (void)find_operator(op_name);
   if (ckpt) {
@@ -202,7 +176,7 @@ int run_schedule(const arguments& args) {
   const bool kernel = find_operator(op_name).takes_half_size;
   if (a.given("half-size") && !kernel) throw usage_error("--half-size applies only to gaussian-blur and fft-conv");
   const fs::path data_path = a.given("data") ? fs::path(a.text("data"))
-                             : ckpt          ? ckpt->data
+                             : ckpt          ? fs::path(ckpt->data)
                                              : data::default_fashion_mnist_dir();
 
   std::string description;
@@ -224,7 +198,7 @@ int run_schedule(const arguments& args) {
   }
   const any_operator<float> op = make_operator<float>(op_name, half_size);
   double max_level = default_training_schedule(op_name, s[2], s[3]).level_max;
-  if (ckpt && ckpt->max_level) max_level = *ckpt->max_level;
+  if (ckpt && ckpt->schedule) max_level = ckpt->schedule->level(1.0);
   if (a.given("max-level")) max_level = a.number("max-level");
   if (op_name == "scale" && a.given("max-level") && !(max_level > 0 && max_level <= 1))
     throw usage_error("--max-level for scale is 1 - alpha at t = 1 and must lie in (0, 1]");
@@ -245,6 +219,19 @@ int run_schedule(const arguments& args) {
   o.sinkhorn_points = points;
   o.seed = seed;
   o.epsilon = epsilon;
+  // the noise stage in front of the path: train's recipe (the checkpoint's, or the defaults), as given
+  noise_recipe noise_stage = ckpt ? ckpt->noise : noise_recipe{};
+  if (a.given("sigma-min")) noise_stage.sigma_min = a.number("sigma-min");
+  if (a.given("sigma-max")) noise_stage.sigma_max = a.number("sigma-max");
+  if (a.given("noise-fraction")) noise_stage.noise_fraction = a.number("noise-fraction");
+  if (!(noise_stage.sigma_min > 0 && noise_stage.sigma_max >= noise_stage.sigma_min))
+    throw usage_error(detail::concat("--sigma-max ", noise_stage.sigma_max, " must be >= --sigma-min ",
+                                     noise_stage.sigma_min, " > 0"));
+  if (!(noise_stage.noise_fraction > 0 && noise_stage.noise_fraction < 1))
+    throw usage_error(detail::concat("--noise-fraction ", noise_stage.noise_fraction, " must lie in (0, 1)"));
+  o.noise.sigma_min = noise_stage.sigma_min;
+  o.noise.sigma_max = noise_stage.sigma_max;
+  o.noise.noise_fraction = noise_stage.noise_fraction;
   progress_printer progress;
   o.progress = [&progress](std::string_view stage, double fraction) { progress(stage, fraction); };
 
@@ -265,7 +252,8 @@ int run_schedule(const arguments& args) {
   const double seconds = progress.seconds();
   detail::require(r->path.length > 0, data_path.string(), ": ", op_name, " up to level ", max_level,
                   " does not change these images (every distance M(D_i, D_j) is 0), so there is nothing to schedule");
-  r->schedule.save_json(json_path);
+  noise_stage.mode = schedule::noise_mode::fixed;  // a tabulated path always follows a noise stage
+  r->schedule.save_json(json_path, {{"image", {s[1], s[2], s[3]}}, {"noise", noise_stage}});
 
   // The plot: the level against t, the path's nodes marked, the noise stage and train's default beside it.
   const schedule::noise_stage_options noise = o.noise;

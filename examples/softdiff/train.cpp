@@ -1,14 +1,17 @@
-// softdiff train: trains RefUNet with the Soft Score Matching loss (eq. 12) on a dataset,
-// with periodic checkpoints (DIR/checkpoint.safetensors) and sample grids
-// (DIR/samples_stepN.png, momentum sampler, Algorithm 2, with the EMA weights).
-// Running it again on the same DIR resumes exactly where the checkpoint left off
-// (train/trainer.hpp); options that would change the run must then match the checkpoint.
+// softdiff train: trains RefUNet with the Soft Score Matching loss (eq. 12; or the clean-image
+// loss or eq. 7 for the paper's ablations) on a dataset, with periodic checkpoints
+// (DIR/checkpoint.safetensors) and sample grids (DIR/samples_stepN.png, momentum sampler,
+// Algorithm 2, with the EMA weights). The recipe's options, their defaults and the checkpoint's
+// metadata come from model_description.hpp. Running it again on the same DIR resumes exactly
+// where the checkpoint left off (train/trainer.hpp); a recipe option given then must match the
+// checkpoint, and is refused naming the option otherwise.
 #include <atomic>
 #include <chrono>
 #include <csignal>
 #include <cstdint>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <limits>
 #include <optional>
@@ -21,12 +24,14 @@
 #include "args.hpp"
 #include "commands.hpp"
 #include "image_input.hpp"
+#include "model_description.hpp"
 #include "model_setup.hpp"
 #include "operators.hpp"
 #include "softdiff/data/dataset.hpp"
 #include "softdiff/data/npy.hpp"
 #include "softdiff/data/png.hpp"
 #include "softdiff/sampler/momentum.hpp"
+#include "softdiff/schedule/mse_matching.hpp"
 #include "softdiff/train/trainer.hpp"
 
 namespace softdiff::cli {
@@ -39,19 +44,6 @@ using trainer_type = train::trainer<any_operator<float>, any_schedule, nn::refun
 
 std::atomic<bool> interrupted{false};
 extern "C" void on_interrupt(int) { interrupted.store(true); }
-
-std::vector<std::size_t> parse_mult(const std::string& s) {
-  std::vector<std::size_t> out;
-  std::stringstream ss(s);
-  for (std::string item; std::getline(ss, item, ',');) {
-    char* end = nullptr;
-    const long v = std::strtol(item.c_str(), &end, 10);
-    if (item.empty() || *end != '\0' || v <= 0) throw usage_error("--channel-mult: '" + s + "' is not a list of positive integers like 1,2,2");
-    out.push_back(static_cast<std::size_t>(v));
-  }
-  if (out.empty()) throw usage_error("--channel-mult is empty");
-  return out;
-}
 
 std::string format_duration(double seconds) {
   if (!(seconds >= 0) || seconds > 1e7) return "?";
@@ -70,7 +62,55 @@ void require_same(const arg_parser& a, const std::string& name, const std::strin
                       ", which this run would resume; give the same value (or leave it out), or train into another --out");
 }
 
-std::string number_text(double v) { return nlohmann::json(v).dump(); }
+/// A `softdiff schedule` file for operator `op`: the table, and the file's JSON in `json` (for
+/// its "image" and "noise", which files written before they were recorded lack).
+schedule::tabulated load_schedule_file(const std::string& path, const std::string& op, nlohmann::json& json) {
+  schedule::tabulated table = schedule::tabulated::load_json(path);
+  const std::string file_op = cli_operator_name(table.operator_name());
+  if (!file_op.empty() && file_op != op)
+    throw usage_error("--schedule " + path + " was made for operator '" + file_op + "' but --op is '" + op + "'");
+  std::ifstream in(path, std::ios::binary);
+  json = nlohmann::json::parse(in, nullptr, false);  // load_json has parsed it already
+  return table;
+}
+
+/// The schedule of a new run (section 3.3): the two-stage default (fixed or growing noise),
+/// the Wasserstein table of --schedule, or MSE matching on the training images (eq. 55,
+/// schedule/mse_matching.hpp), tabulated and stored in the checkpoint like a Wasserstein one.
+any_schedule make_training_schedule(const arg_parser& a, const model_description& d, const batch<float>& images,
+                                    std::optional<schedule::tabulated>& table) {
+  const shape4 s = shape_of(images);
+  schedule::two_stage_parameters p = default_training_schedule(d.op, s[2], s[3]);
+  if (a.given("max-level")) p.level_max = a.number("max-level");
+  switch (d.kind) {
+    case schedule_kind::wasserstein: return any_schedule(std::move(*table));
+    case schedule_kind::mse_matched: {
+      schedule::mse_matching_options o;
+      o.levels.count = 128;  // candidates and images: a few seconds on 2 cores, at the start of training
+      o.points = 256;
+      o.levels.last = p.level_max;
+      o.levels.spacing = p.level_growth == schedule::growth::geometric ? schedule::level_spacing::geometric
+                                                                     : schedule::level_spacing::linear;
+      o.seed = d.recipe.seed;
+      o.noise.sigma_min = d.noise.sigma_min;
+      o.noise.sigma_max = d.noise.sigma_max;
+      o.noise.noise_fraction = d.noise.noise_fraction;
+      const auto t0 = clock_type::now();
+      schedule::mse_matching_result r = schedule::mse_matching_schedule(make_operator(d), images, o);
+      std::cerr << "softdiff train: mse-matched schedule (eq. 55) on " << std::min<std::size_t>(o.points, s[0])
+                << " images, " << o.levels.count << " candidate levels up to " << o.levels.last << ": "
+                << std::chrono::duration<double>(clock_type::now() - t0).count() << " s\n";
+      return any_schedule(std::move(r.schedule));
+    }
+    case schedule_kind::geometric: break;
+  }
+  if (a.given("min-level")) p.level_min = a.number("min-level");
+  p.sigma_min = d.noise.sigma_min;
+  p.sigma_max = d.noise.sigma_max;
+  p.noise_fraction = d.noise.noise_fraction;
+  p.noise = d.noise.mode;
+  return any_schedule(schedule::two_stage(p));
+}
 
 }  // namespace
 
@@ -81,28 +121,30 @@ int run_train(const arguments& args) {
                               "or a float .npy batch [N, C, H, W] in [-1, 1]; default: Fashion-MNIST train set in " +
                                   data::default_fashion_mnist_dir().string())
       .option("steps", "N", "train until N steps in total (counting steps of earlier runs in DIR)")
-      .option("minutes", "M", "stop after M minutes of this run (with --steps: whichever comes first)")
-      .option("batch", "B", "images per step", "64")
-      .option("op", "NAME", "corruption operator (" + operator_names() + ")", "gaussian-blur")
-      .option("schedule", "FILE", "tabulated schedule (softdiff-schedule JSON) instead of the two-stage default")
-      .option("max-level", "L", "two-stage schedule: operator level at t = 1 (default: gaussian-blur and fft-conv 18 * size / 32, dct-blur size, mask 1)")
-      .option("min-level", "L", "two-stage schedule: operator level just after the noise stage (default: blur 0.01)")
+      .option("minutes", "M", "stop after M minutes of this run (with --steps: whichever comes first)");
+  // the recipe: names, help and defaults from the one table of model_description.hpp
+  const model_description defaults;
+  for (const recipe_option& o : recipe_options())
+    a.option(o.name, o.value_name,
+             std::string(o.name) == "op" ? "corruption operator (" + operator_names() + ")" : std::string(o.help),
+             o.value(defaults));
+  a.option("schedule", "FILE", "tabulated schedule (`softdiff schedule` JSON); implies --schedule-kind wasserstein")
+      .option("max-level", "L", "geometric and mse-matched schedules: operator level at t = 1 (default: gaussian-blur "
+                                "and fft-conv 18 * size / 32, dct-blur size, mask 1)")
+      .option("min-level", "L", "geometric schedule: operator level just after the noise stage (default: blur 0.01)")
       .option("half-size", "N", "kernel half size of gaussian-blur and fft-conv (default: the image size)")
-      .option("seed", "S", "seed of initialisation, minibatches, times and noise", "0")
-      .option("base-channels", "C", "RefUNet base channels", "32")
-      .option("channel-mult", "LIST", "RefUNet channel multipliers per level", "1,2,2")
-      .option("ema-decay", "D", "decay of the weights' moving average used for sampling", "0.9999")
-      .option("lr", "LR", "Adam learning rate", "2e-4")
-      .option("warmup", "N", "linear learning-rate warm-up steps", "5000")
-      .option("weighting", "W", "loss weighting w(t) of eq. 12: unit or inverse-sigma2", "unit")
       .option("checkpoint-every", "N", "write the checkpoint every N steps (and at the end)", "500")
       .option("sample-every", "N", "write a sample grid every N steps (and at the end); 0: only at the end", "1000")
       .option("sample-count", "K", "images in each sample grid", "16")
       .option("sample-steps", "N", "momentum-sampler steps for the sample grids", "50")
       .option("limit", "N", "use only the first N images of the data")
       .flag("pad", "pad images (centred, with -1) to the next size the network takes")
-      .epilog("Examples:\n  softdiff train --out run1 --minutes 10 --base-channels 16\n"
+      .epilog("Images are in [-1, 1]; the paper's (Song et al.'s) are in [0, 1], so its sigma = 0.1 is --sigma-max 0.2\n"
+              "here (docs/guide.md, \"The training recipe\").\n\n"
+              "Examples:\n  softdiff train --out run1 --minutes 10 --base-channels 16\n"
               "  softdiff train --out run1 --steps 20000        # resumes run1\n"
+              "  softdiff train --out paper --sigma-max 0.2 --weighting inverse-variance --steps 20000\n"
+              "  softdiff train --out grow --noise growing --loss dsm --steps 1000\n"
               "  softdiff train --data cifar-10-batches-bin --out c10 --steps 1000 --op dct-blur\n");
   if (!a.parse(args, std::cout)) return 0;
   if (!a.given("steps") && !a.given("minutes")) throw usage_error("give --steps N or --minutes M (or both)");
@@ -119,126 +161,103 @@ int run_train(const arguments& args) {
   const std::size_t limit = a.given("limit") ? static_cast<std::size_t>(a.integer("limit", 1, std::numeric_limits<long>::max()))
                                              : data::no_limit;
 
-  // What the run is: from the options, or from the checkpoint when resuming.
-  train::trainer_config tc;
-  tc.seed = static_cast<std::uint64_t>(a.integer("seed", 0, std::numeric_limits<long>::max()));
-  tc.batch_size = static_cast<std::size_t>(a.integer("batch", 1, 1 << 20));
-  tc.ema_decay = a.number("ema-decay");
-  if (!(tc.ema_decay >= 0 && tc.ema_decay < 1)) throw usage_error("--ema-decay must lie in [0, 1)");
-  tc.adam.lr = a.number("lr");
-  if (!(tc.adam.lr > 0)) throw usage_error("--lr must be > 0");
-  tc.adam.warmup_steps = a.integer("warmup", 0, std::numeric_limits<long>::max());
-  try {
-    tc.weighting = train::weighting_from_name(a.text("weighting"));
-  } catch (const error& e) {
-    throw usage_error(std::string("--weighting: ") + e.what());
-  }
-  nn::refunet_config net_cfg;
-  net_cfg.base_channels = static_cast<std::size_t>(a.integer("base-channels", 4, 4096));
-  net_cfg.channel_mult = parse_mult(a.text("channel-mult"));
-  std::string op_name = a.text("op");
-  (void)find_operator(op_name);
-  fs::path data_path = a.given("data") ? fs::path(a.text("data")) : data::default_fashion_mnist_dir();
-  bool pad = a.flag_set("pad");
+  // What the run is: from the options, or from the checkpoint when resuming. Every option is
+  // checked here, before the data are read.
+  model_description desc;
+  for (const recipe_option& o : recipe_options()) o.set(desc, a.text(o.name));
+  desc.data = fs::absolute(a.given("data") ? fs::path(a.text("data")) : data::default_fashion_mnist_dir())
+                  .lexically_normal()
+                  .string();
+  desc.limit = limit;
+  desc.pad = a.flag_set("pad");
 
   std::optional<data::safetensors_file> resume;
-  nlohmann::json desc = nlohmann::json::object();
   std::error_code ec;
   const bool resuming = fs::exists(ckpt, ec);
+  std::optional<schedule::tabulated> table;  // --schedule FILE
+  nlohmann::json table_json;
   if (resuming) {
     resume = data::read_safetensors(ckpt);
-    desc = nn::metadata_json(*resume, "softdiff");
-    const train::trainer_config theirs = train::trainer_config_from_json(desc, "checkpoint '" + ckpt.string() + "'");
-    nn::refunet_config their_net;
-    try {
-      their_net = nn::refunet_config_from_json_text(resume->metadata.at(nn::refunet_config::metadata_key));
-    } catch (const std::exception& e) {
-      throw error("checkpoint '" + ckpt.string() + "': refunet_config: " + e.what());
-    }
-    require_same(a, "seed", std::to_string(tc.seed), std::to_string(theirs.seed), ckpt);
-    require_same(a, "batch", std::to_string(tc.batch_size), std::to_string(theirs.batch_size), ckpt);
-    require_same(a, "ema-decay", number_text(tc.ema_decay), number_text(theirs.ema_decay), ckpt);
-    require_same(a, "lr", number_text(tc.adam.lr), number_text(theirs.adam.lr), ckpt);
-    require_same(a, "warmup", std::to_string(tc.adam.warmup_steps), std::to_string(theirs.adam.warmup_steps), ckpt);
-    require_same(a, "weighting", train::weighting_name(tc.weighting), train::weighting_name(theirs.weighting), ckpt);
-    require_same(a, "base-channels", std::to_string(net_cfg.base_channels), std::to_string(their_net.base_channels), ckpt);
-    require_same(a, "channel-mult", nlohmann::json(net_cfg.channel_mult).dump(), nlohmann::json(their_net.channel_mult).dump(), ckpt);
-    const std::string their_op = desc.at("operator").at("name").get<std::string>();
-    require_same(a, "op", op_name, their_op, ckpt);
-    const std::string their_data = desc.value("data", std::string());
-    if (a.given("data") && fs::absolute(data_path).lexically_normal().string() != their_data)
-      require_same(a, "data", fs::absolute(data_path).lexically_normal().string(), their_data, ckpt);
+    model_description theirs = read_description(*resume);
+    detail::require(theirs.schedule.has_value() && theirs.final_distribution.has_value() && !theirs.image.empty(),
+                    "checkpoint '", ckpt.string(), "': __metadata__ softdiff lacks \"schedule\", \"image\" or "
+                    "\"final_distribution\"");
+    for (const recipe_option& o : recipe_options())
+      require_same(a, o.name, o.value(desc), o.value(theirs), ckpt);
+    if (a.given("data")) require_same(a, "data", desc.data, theirs.data, ckpt);
     for (const char* fixed : {"schedule", "min-level", "max-level", "half-size", "limit", "pad"})
       if (a.given(fixed))
         throw usage_error(std::string("--") + fixed + " cannot change when resuming " + ckpt.string() +
                           " (the checkpoint fixes it); leave it out or train into another --out");
-    tc = theirs;
-    net_cfg = their_net;
-    op_name = their_op;
-    data_path = their_data;
-    pad = desc.value("pad", false);
+    desc = std::move(theirs);
+  } else {
+    if (a.given("schedule")) {
+      if (a.given("schedule-kind") && desc.kind != schedule_kind::wasserstein)
+        throw usage_error("--schedule-kind " + a.text("schedule-kind") +
+                          " contradicts --schedule FILE, which gives a wasserstein schedule");
+      desc.kind = schedule_kind::wasserstein;
+    } else if (desc.kind == schedule_kind::wasserstein) {
+      throw usage_error("--schedule-kind wasserstein needs --schedule FILE (written by `softdiff schedule`)");
+    }
+    if (desc.kind == schedule_kind::wasserstein)
+      for (const char* n : {"sigma-min", "sigma-max", "noise-fraction", "noise", "max-level"})
+        if (a.given(n))
+          throw usage_error(std::string("--") + n + " " + a.text(n) + " does not apply to --schedule " +
+                            a.text("schedule") + ": the file fixes the levels and sigma(t); make the file with "
+                            "`softdiff schedule --" + n + " ...` instead");
+    if (a.given("min-level") && desc.kind != schedule_kind::geometric)
+      throw usage_error("--min-level applies to --schedule-kind geometric, not " + schedule_kind_name(desc.kind));
+    if (a.given("noise-fraction") && desc.noise.mode == schedule::noise_mode::growing)
+      throw usage_error("--noise-fraction " + a.text("noise-fraction") +
+                        " applies to --noise fixed; with --noise growing there is no separate noise stage");
+    check_recipe(desc);
+    if (a.given("half-size") && !find_operator(desc.op).takes_half_size)
+      throw usage_error("--half-size applies only to gaussian-blur and fft-conv");
+    if (desc.kind == schedule_kind::wasserstein) {
+      table = load_schedule_file(a.text("schedule"), desc.op, table_json);
+      if (table_json.contains("noise")) {
+        try {
+          desc.noise = table_json["noise"].get<noise_recipe>();
+        } catch (const std::exception& e) {
+          throw error("schedule " + a.text("schedule") + ": \"noise\": " + e.what());
+        }
+      }
+    }
   }
 
   // Data.
   std::string data_description;
-  const std::size_t data_limit = resuming ? desc.value("limit", data::no_limit) : limit;
-  batch<float> images = load_images(data_path, data_limit, data_description);
-  if (pad) images = data::pad_to_multiple(images, net_cfg.size_multiple());
+  batch<float> images = load_images(desc.data, desc.limit, data_description);
+  if (desc.pad) images = data::pad_to_multiple(images, desc.network.size_multiple());
   const shape4 s = shape_of(images);
-  detail::require(s[0] > 0, data_path.string(), ": no images");
-  if (resuming) {
-    const auto img = desc.at("image").get<std::vector<std::size_t>>();
-    detail::require(img == std::vector<std::size_t>{s[1], s[2], s[3]}, data_path.string(), ": images are ", s[1], "x",
-                    s[2], "x", s[3], " but ", ckpt.string(), " was trained on ", img.at(0), "x", img.at(1), "x", img.at(2));
-  }
-  net_cfg.in_channels = s[1];
-  net_cfg.check_image_size(s[2], s[3], ("softdiff train: " + data_path.string()).c_str());
+  detail::require(s[0] > 0, desc.data, ": no images");
+  const std::vector<std::size_t> image{s[1], s[2], s[3]};
+  if (resuming)
+    detail::require(desc.image == image, desc.data, ": images are ", s[1], "x", s[2], "x", s[3], " but ",
+                    ckpt.string(), " was trained on ", desc.image.at(0), "x", desc.image.at(1), "x", desc.image.at(2));
+  if (table_json.contains("image") && table_json["image"] != nlohmann::json(image))
+    throw usage_error("--schedule " + a.text("schedule") + " was made for " + table_json["image"].dump() +
+                      " images (C, H, W) but the training images are " + nlohmann::json(image).dump() +
+                      "; make a schedule for these images with `softdiff schedule`");
+  desc.image = image;
+  desc.network.in_channels = s[1];
+  desc.network.check_image_size(s[2], s[3], ("softdiff train: " + desc.data).c_str());
 
   // Model.
-  std::optional<any_schedule> sched;
-  int half_size = -1;
-  if (resuming) {
-    sched.emplace(any_schedule::from_json(desc.at("schedule"), "checkpoint '" + ckpt.string() + "'"));
-    half_size = desc.at("operator").at("half_size").get<int>();
-  } else {
-    if (a.given("half-size")) half_size = static_cast<int>(a.integer("half-size", 0, 1 << 20));
-    else if (find_operator(op_name).takes_half_size) half_size = static_cast<int>(std::max(s[2], s[3]));
-    if (a.given("schedule")) {
-      if (a.given("max-level") || a.given("min-level"))
-        throw usage_error("--min-level and --max-level apply to the two-stage default, not to --schedule");
-      schedule::tabulated table = schedule::tabulated::load_json(a.text("schedule"));
-      const std::string file_op = cli_operator_name(table.operator_name());
-      if (!file_op.empty() && file_op != op_name)
-        throw usage_error("schedule " + a.text("schedule") + " is for operator '" + file_op + "' but --op is '" +
-                          op_name + "'");
-      sched.emplace(std::move(table));
-    } else {
-      schedule::two_stage_parameters p = default_training_schedule(op_name, s[2], s[3]);
-      if (a.given("max-level")) p.level_max = a.number("max-level");
-      if (a.given("min-level")) p.level_min = a.number("min-level");
-      sched.emplace(schedule::two_stage(p));
-    }
+  if (!resuming) {
+    if (a.given("half-size")) desc.half_size = static_cast<int>(a.integer("half-size", 0, 1 << 20));
+    else if (find_operator(desc.op).takes_half_size) desc.half_size = static_cast<int>(std::max(s[2], s[3]));
+    desc.schedule.emplace(make_training_schedule(a, desc, images, table));
   }
-  const int op_half = find_operator(op_name).takes_half_size ? half_size : -1;
-  if (!resuming && half_size >= 0 && op_half < 0) throw usage_error("--half-size applies only to gaussian-blur and fft-conv");
-  nn::refunet<float> net(net_cfg, tc.seed);
-  model_type model(make_operator<float>(op_name, op_half), *sched, std::move(net));
-  if (resuming)
-    model.set_final_distribution(final_distribution_from_json(desc.at("final_distribution"), ckpt.string()));
+  nn::refunet<float> net(desc.network, desc.recipe.seed);
+  model_type model(make_operator(desc), *desc.schedule, std::move(net));
+  if (resuming) model.set_final_distribution(*desc.final_distribution);
+  const train::trainer_config tc = desc.recipe;
   trainer_type tr(std::move(model), std::move(images), tc);
   if (resume) tr.load_checkpoint(*resume);
   resume.reset();
-
-  if (!resuming) {
-    desc["operator"] = {{"name", op_name}, {"half_size", op_half}};
-    desc["schedule"] = sched->to_json();
-    desc["data"] = fs::absolute(data_path).lexically_normal().string();
-    if (limit != data::no_limit) desc["limit"] = limit;
-    desc["pad"] = pad;
-    desc["image"] = {s[1], s[2], s[3]};
-  }
-  desc["final_distribution"] = final_distribution_to_json(*tr.model().final_distribution());
-  const std::map<std::string, std::string> extra{{nn::refunet_config::metadata_key, nn::to_json_text(net_cfg)}};
+  desc.final_distribution = *tr.model().final_distribution();
+  const auto [meta, extra] = checkpoint_metadata(desc);
 
   fs::create_directories(out);
   const std::int64_t start_step = tr.steps_done();
@@ -248,11 +267,14 @@ int run_train(const arguments& args) {
   }
   std::cerr << "softdiff train: " << (start_step > 0 ? "resuming at step " + std::to_string(start_step) : std::string("starting"))
             << ": " << data_description << ", " << s[0] << " images " << s[1] << "x" << s[2] << "x" << s[3]
-            << "; RefUNet " << nn::to_json_text(net_cfg) << ", " << tr.model().network().parameter_count()
-            << " parameters; operator " << op_name << ", schedule " << sched->name() << "; batch " << tc.batch_size
-            << ", seed " << tc.seed << "\n";
+            << "; RefUNet " << nn::to_json_text(desc.network) << ", " << tr.model().network().parameter_count()
+            << " parameters; operator " << desc.op << ", schedule " << schedule_kind_name(desc.kind) << " ("
+            << desc.schedule->name() << ", noise " << schedule::noise_mode_name(desc.noise.mode) << ", sigma "
+            << desc.noise.sigma_min << " -> " << desc.noise.sigma_max << "); loss " << loss::loss_kind_name(tc.loss)
+            << ", weighting " << train::weighting_name(tc.weighting) << "; batch " << tc.batch_size << ", seed "
+            << tc.seed << "\n";
 
-  auto save = [&] { tr.save_checkpoint(ckpt, desc, extra); };
+  auto save = [&] { tr.save_checkpoint(ckpt, meta, extra); };
   auto write_samples = [&] {
     const fs::path png = out / ("samples_step" + std::to_string(tr.steps_done()) + ".png");
     const batch<float> x = tr.with_ema_weights([&](model_type& m) {

@@ -12,6 +12,7 @@
 //     "level": [...],                    required: K + 1 finite operator levels
 //     "sigma": [...]                     required: K + 1 finite noise levels sigma_t >= 0
 //   }
+// Other keys are ignored (`softdiff schedule` adds "image": [C, H, W] and "noise": {...}).
 // Numbers are written with round-trip precision, so save_json then load_json gives the same table.
 // Monotonicity of sigma and the operator range are checked by validate_schedule, not here.
 #include <algorithm>
@@ -124,10 +125,14 @@ public:
   }
 
   /// Writes the format above to a temporary file beside `path`, then renames it over `path`,
-  /// so a reader never sees a half-written schedule.
-  void save_json(const std::filesystem::path& path) const {
+  /// so a reader never sees a half-written schedule. `extra`: further keys for the file (e.g. the
+  /// tool's "image" and "noise"), which load_json ignores; they must not be the format's own keys.
+  void save_json(const std::filesystem::path& path, const nlohmann::json& extra = nlohmann::json::object()) const {
     const std::string where = "tabulated::save_json(" + path.string() + ")";
-    nlohmann::json j;
+    softdiff::detail::require(extra.is_object(), where, ": extra keys must be a JSON object");
+    nlohmann::json j = extra;
+    for (const char* key : {"format", "version", "operator", "t", "level", "sigma"})
+      softdiff::detail::require(!extra.contains(key), where, ": extra key \"", key, "\" is one of the format's own");
     j["format"] = "softdiff-schedule";
     j["version"] = 1;
     j["operator"] = operator_;
