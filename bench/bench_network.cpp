@@ -1,4 +1,4 @@
-// RefUNet (spec/refunet.md, default configuration: 1,539,329 parameters) at batch 64, 1 x 28 x 28,
+// RefUNet (docs/refunet.md, default configuration: 1,539,329 parameters) at batch 64, 1 x 28 x 28,
 // float32: the forward pass (predict) and a full training step
 //   forward; loss = mean((phi - target)^2), dL/dphi = 2 (phi - target) / numel; backward;
 //   Adam (lr 2e-4, betas 0.9 / 0.999, eps 1e-8, gradient-norm clipping at 1)

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""RefUNet (shared/spec/refunet.md, default configuration, 1,539,329 parameters) in PyTorch,
+"""RefUNet (docs/refunet.md, default configuration, 1,539,329 parameters) in PyTorch,
 the peer of bench/bench_network.cpp. Same measurements, same shapes (batch 64, 1 x 28 x 28,
 float32), two threads:
 

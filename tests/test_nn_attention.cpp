@@ -1,5 +1,5 @@
 // The attention core (softmax(Q^T K / sqrt(d)) V over positions) and the AttnBlock of
-// spec/refunet.md: rows of the attention sum to 1, a direct float64 reference, uniform
+// docs/refunet.md: rows of the attention sum to 1, a direct float64 reference, uniform
 // attention for q = 0, every-element finite differences for q, k, v, the block's input
 // and every block parameter, and the errors.
 #include <catch2/catch.hpp>

@@ -1,4 +1,4 @@
-// ResBlock of spec/refunet.md, with and without the 1x1 skip: checkpoint names and order,
+// ResBlock of docs/refunet.md, with and without the 1x1 skip: checkpoint names and order,
 // the forward against the same block composed from its layers by hand, every-element
 // finite differences for x, temb and every parameter, dtemb accumulation, and the errors.
 #include <catch2/catch.hpp>

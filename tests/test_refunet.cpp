@@ -1,4 +1,4 @@
-// RefUNet (spec/refunet.md): parameter count and names of the default configuration, the
+// RefUNet (docs/refunet.md): parameter count and names of the default configuration, the
 // configuration's validation and JSON form, deterministic initialisation, shapes the network
 // accepts and rejects, steady-state calls without heap allocation, and a whole-network float64
 // central-difference gradient check on a tiny configuration (every tensor, and the input).

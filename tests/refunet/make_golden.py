@@ -8,7 +8,7 @@ odd size (28 -> 14 -> 7, as for Fashion-MNIST), nearest upsampling, the middle a
 two image channels and GroupNorm groups of three channels.
 
 Contents (all F32 except t, which is F64 like the C++ API's times):
-  <name>        every parameter under its checkpoint name (spec/refunet.md), PyTorch shapes;
+  <name>        every parameter under its checkpoint name (docs/refunet.md), PyTorch shapes;
                 PyTorch's default initialisation from seed 1234, then every GroupNorm weight
                 and bias perturbed (1 + 0.2 N(0,1), 0.2 N(0,1)) so the affine parts matter
   x             input [2, 2, 28, 28]

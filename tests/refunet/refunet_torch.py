@@ -1,4 +1,4 @@
-"""RefUNet in PyTorch, exactly as shared/spec/refunet.md specifies it.
+"""RefUNet in PyTorch, exactly as docs/refunet.md specifies it.
 
 Used to write the golden file that tests/test_refunet_golden.cpp checks, and by
 bench/torch_refunet.py to time the same network. Parameter names are the

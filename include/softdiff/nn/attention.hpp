@@ -1,6 +1,6 @@
 #pragma once
 // Single-head scaled dot-product attention over the H*W positions of each sample
-// (the core of spec/refunet.md's AttnBlock). Per sample, with Q, K, V the [d, L]
+// (the core of the AttnBlock of docs/refunet.md). Per sample, with Q, K, V the [d, L]
 // views of q, k, v [N, d, H, W] (L = H*W, position i is column i):
 //   S = Q^T K / sqrt(d)          [L, L],  S_ij = q_i . k_j / sqrt(d)
 //   A = softmax over j of S      (each row sums to 1)

@@ -1,5 +1,5 @@
 #pragma once
-// AttnBlock(ch) of spec/refunet.md, named P:
+// AttnBlock(ch) of docs/refunet.md, named P:
 //   y = GN(ch)(x)                                   P.norm
 //   q, k, v = Conv1x1(ch, ch)(y) each               P.q, P.k, P.v
 //   a = softmax_j(q_i . k_j / sqrt(ch))             over the H*W positions

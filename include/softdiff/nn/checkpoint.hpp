@@ -1,6 +1,6 @@
 #pragma once
 // Network checkpoints in safetensors (data/safetensors.hpp), laid out by a parameter_store:
-// every registered tensor is stored under its checkpoint name (spec/refunet.md, e.g.
+// every registered tensor is stored under its checkpoint name (docs/refunet.md, e.g.
 // "down.0.res.1.conv1.weight") with its PyTorch shape, so the file loads into the PyTorch
 // module of tests/refunet/refunet_torch.py once the keys starting with "train." are dropped.
 //

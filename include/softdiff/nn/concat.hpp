@@ -1,5 +1,5 @@
 #pragma once
-// Channel concatenation for the U-Net decoder (spec/refunet.md: current activation
+// Channel concatenation for the U-Net decoder (docs/refunet.md: current activation
 // first, then the skip): y = [a; b] along channels, a [N,Ca,H,W], b [N,Cb,H,W] ->
 // y [N,Ca+Cb,H,W]. Backward (the gradient rule, once) splits dy: da = dy[:, :Ca],
 // db = dy[:, Ca:].

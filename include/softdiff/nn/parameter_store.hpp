@@ -2,7 +2,7 @@
 // One flat parameter buffer and one flat gradient buffer for a whole network,
 // with a registry of named views (name, shape, offset) in registration order.
 // The network registers every tensor under its checkpoint name
-// ("down.0.res.1.conv1.weight", spec/refunet.md), allocates once, then binds
+// ("down.0.res.1.conv1.weight", docs/refunet.md), allocates once, then binds
 // its layers to spans of the two buffers; the optimiser runs over one span and
 // the checkpoint code iterates entries().
 //

@@ -1,11 +1,11 @@
 #pragma once
-// RefUNet, the reference network of softdiff, exactly as shared/spec/refunet.md specifies it,
+// RefUNet, the reference network of softdiff, exactly as docs/refunet.md specifies it,
 // with hand-written forward and backward passes assembled from the layers of softdiff::nn.
 //
 // It is the phi of the paper's parametrisation (eq. 8, 10): phi(x_t, t) predicts the residual
 // r_t = x_0 - x_t, so h = phi(x_t, t) + x_t estimates x_0. It models TrainableDenoiser.
 //
-// Wiring (spec "Wiring"; L = levels, B = num_res_blocks, temb = time embedding of t):
+// Wiring (docs/refunet.md, "Wiring"; L = levels, B = num_res_blocks, temb = time embedding of t):
 //   h = conv_in(x);  skips = [h]
 //   level i = 0..L-1:  B x  h = down.i.res.j(h, temb), push h;   i < L-1: h = down.i.down(h), push h
 //   h = mid.res.0(h); h = mid.attn(h) (attn_at_lowest); h = mid.res.1(h)
@@ -303,7 +303,7 @@ struct refunet_state {
 
 }  // namespace detail
 
-/// RefUNet (spec/refunet.md) for scalar type T (float; double for gradient checks).
+/// RefUNet (docs/refunet.md) for scalar type T (float; double for gradient checks).
 ///
 /// Threads: a batch of N >= 2 samples is split into R = min(N, k) contiguous slices, k = 4 by
 /// default (set_max_replicas), one per replica of the layers (replica 0 owns the parameters;

@@ -1,5 +1,5 @@
 #pragma once
-// The configuration of RefUNet (shared/spec/refunet.md, "Configuration"), its validation,
+// The configuration of RefUNet (docs/refunet.md, "Configuration"), its validation,
 // and its JSON form: the text stored under the checkpoint metadata key `refunet_config`
 // and read back by tests/refunet/make_golden.py's files. JSON keys are the spec's field
 // names: {"in_channels": 1, "base_channels": 32, "channel_mult": [1, 2, 2],

@@ -1,5 +1,5 @@
 #pragma once
-// ResBlock(a -> b) of spec/refunet.md, named P:
+// ResBlock(a -> b) of docs/refunet.md, named P:
 //   h = Conv3x3(a, b)(SiLU(GN(a)(x)))                      P.norm1, P.conv1
 //   h = h + Linear(4c, b)(SiLU(temb))[:, :, None, None]    P.temb_proj
 //   h = Conv3x3(b, b)(SiLU(GN(b)(h)))                      P.norm2, P.conv2

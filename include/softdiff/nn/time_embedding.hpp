@@ -1,5 +1,5 @@
 #pragma once
-// The time conditioning of spec/refunet.md. t in [0, 1], one per sample:
+// The time conditioning of docs/refunet.md. t in [0, 1], one per sample:
 //   emb0 = [sin(t f_0 1000), ..., sin(t f_{h-1} 1000), cos(t f_0 1000), ..., cos(t f_{h-1} 1000)]
 //   h = c / 2,  f_k = exp(-ln(10000) k / (h - 1))
 //   temb = Linear(4c, 4c)(SiLU(Linear(c, 4c)(emb0)))        temb.0, temb.2

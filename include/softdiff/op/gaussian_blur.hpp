@@ -2,7 +2,7 @@
 // The paper's Gaussian blur, exactly: C(level) X = B_H X B_W^T on every H x W plane of an
 // NCHW batch, level = the blur's standard deviation s in pixels.
 //
-// Appendix G (in the words of ../shared/DESIGN.md): a Gaussian kernel truncated to (2*80+1)^2
+// Appendix G (docs/equations.md): a Gaussian kernel truncated to (2*80+1)^2
 // (CelebA-64) or (2*32+1)^2 (CIFAR-10), normalised to sum 1, applied with zero padding; blur std
 // from 0.01 to 23 (CelebA) or 18 (CIFAR). half_size is the 80 or 32. The separable 1-D kernel is
 //     g_k = exp(-k^2 / (2 s^2)) / Z,  Z = sum_{|k| <= half_size} exp(-k^2 / (2 s^2)),  |k| <= half_size,

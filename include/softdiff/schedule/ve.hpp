@@ -1,7 +1,7 @@
 #pragma once
 // Variance-exploding schedule with geometric noise (Song et al. 2021, the NCSN/VE SDE):
 //   C_t = I (level 0 for every t),  sigma_t = sigma_min (sigma_max / sigma_min)^t for t > 0,
-// and sigma_0 = 0 exactly, so that x_0 is the clean image (DESIGN: C_0 = I, sigma_0 = 0).
+// and sigma_0 = 0 exactly, so that x_0 is the clean image (docs/equations.md: C_0 = I, sigma_0 = 0).
 // Use with op::identity; with C_t = I, Soft Score Matching is denoising score matching.
 #include <cmath>
 #include <string>
