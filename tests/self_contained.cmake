@@ -10,7 +10,7 @@
 set(_notes "DESIG")
 string(JOIN "|" _pattern
   "[.][.]/shared"              # the directory beside the checkout that held them
-  "shared/spec"
+  "shared/spe[c]"
   "${_notes}N[.]md"            # the design notes
   "spec/refune[t][.]md")       # the network specification
 
