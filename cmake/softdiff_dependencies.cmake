@@ -1,15 +1,32 @@
-# Finds softdiff's dependencies; used both by the build and by the installed
-# softdiffConfig.cmake, so a consumer gets exactly the same targets.
+# Finds softdiff's dependencies and defines softdiff::blas and softdiff::fftw3. Included both by
+# softdiff's own build and by the installed softdiffConfig.cmake, so that a consumer gets the
+# same targets softdiff was built and tested with. It creates targets of its own and never
+# changes a target that another package defined.
+#
+# Inside find_package(softdiff) every dependency is looked up with find_dependency: it passes on
+# the consumer's QUIET and REQUIRED, and a missing dependency makes find_package(softdiff) report
+# softdiff as not found, naming the dependency, instead of stopping the consumer's configure. The
+# file then returns early and softdiffConfig.cmake stops too. In softdiff's own build a missing
+# dependency is an error.
 include(CMakeFindDependencyMacro)
-find_package(xtl CONFIG REQUIRED)
-find_package(xtensor CONFIG REQUIRED)
-find_package(xtensor-blas CONFIG REQUIRED)
-find_package(Eigen3 CONFIG REQUIRED)
-find_package(OpenMP REQUIRED COMPONENTS CXX)
-find_package(nlohmann_json CONFIG REQUIRED)
-find_package(PNG REQUIRED)
-find_package(ZLIB REQUIRED)
-find_package(PkgConfig REQUIRED)
+
+macro(_softdiff_dependency)
+  if(CMAKE_FIND_PACKAGE_NAME STREQUAL "softdiff")
+    find_dependency(${ARGV})   # on failure: softdiff_FOUND = FALSE and return() from this file
+  else()
+    find_package(${ARGV} REQUIRED)
+  endif()
+endmacro()
+
+_softdiff_dependency(xtl CONFIG)
+_softdiff_dependency(xtensor CONFIG)
+_softdiff_dependency(xtensor-blas CONFIG)
+_softdiff_dependency(Eigen3 CONFIG)
+_softdiff_dependency(OpenMP COMPONENTS CXX)
+_softdiff_dependency(nlohmann_json CONFIG)
+_softdiff_dependency(PNG)
+_softdiff_dependency(ZLIB)
+_softdiff_dependency(PkgConfig)
 
 # BLAS: prefer the OpenMP build of OpenBLAS (Debian's libopenblas-openmp-dev).
 # Debian's default pthread build spins its workers after each call and then
@@ -19,7 +36,7 @@ if(NOT TARGET softdiff::blas)
   find_library(SOFTDIFF_BLAS_LIBRARY NAMES openblas
     PATHS /usr/lib/${CMAKE_LIBRARY_ARCHITECTURE}/openblas-openmp NO_DEFAULT_PATH)
   if(NOT SOFTDIFF_BLAS_LIBRARY)
-    find_package(BLAS REQUIRED)
+    _softdiff_dependency(BLAS)
     set(SOFTDIFF_BLAS_LIBRARY ${BLAS_LIBRARIES})
     message(STATUS "softdiff: OpenMP OpenBLAS not found; using ${SOFTDIFF_BLAS_LIBRARY}")
   endif()
@@ -37,12 +54,23 @@ if(NOT TARGET softdiff::blas)
   endif()
 endif()
 
-# xtensor-blas's own config links whatever FindBLAS returns (Debian: the pthread
-# alternative); point it at the same BLAS as softdiff (OpenBLAS bundles LAPACK).
-set_property(TARGET xtensor-blas PROPERTY INTERFACE_LINK_LIBRARIES softdiff::blas)
+# xtensor-blas is used for its CBLAS declarations only (backend/blas.hpp), so the softdiff
+# target takes its include directories and not its link interface (CMakeLists.txt): that
+# carries whatever BLAS FindBLAS picked (on Debian the pthread alternative), which would
+# compete with softdiff::blas for the same symbols.
 
 if(NOT TARGET softdiff::fftw3)
-  pkg_check_modules(SOFTDIFF_FFTW3 REQUIRED IMPORTED_TARGET fftw3 fftw3f)
+  if(CMAKE_FIND_PACKAGE_NAME STREQUAL "softdiff")
+    pkg_check_modules(SOFTDIFF_FFTW3 QUIET IMPORTED_TARGET fftw3 fftw3f)
+    if(NOT SOFTDIFF_FFTW3_FOUND)
+      set(softdiff_FOUND FALSE)
+      set(softdiff_NOT_FOUND_MESSAGE "softdiff needs FFTW3 in double and single precision "
+                                     "(pkg-config modules fftw3 and fftw3f), which were not found")
+      return()
+    endif()
+  else()
+    pkg_check_modules(SOFTDIFF_FFTW3 REQUIRED IMPORTED_TARGET fftw3 fftw3f)
+  endif()
   add_library(softdiff::fftw3 INTERFACE IMPORTED)
   set_target_properties(softdiff::fftw3 PROPERTIES INTERFACE_LINK_LIBRARIES PkgConfig::SOFTDIFF_FFTW3)
 endif()
