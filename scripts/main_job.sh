@@ -1,15 +1,14 @@
 #!/usr/bin/env bash
-# The main job: build the softdiff tool, train a small Soft Diffusion model (heat blur +
-# noise) on Fashion-MNIST for a bounded time, sample with the momentum and the naive sampler,
-# write sample grids and a forward-process strip, and measure sample quality against held-out
-# images (softdiff eval: Frechet distance in the committed classifier's features vs NFE).
-#   SOFTDIFF_MINUTES    training time in minutes (default 10)
+# The main job: build the softdiff tool, train a small Soft Diffusion model (heat blur + noise)
+# on Fashion-MNIST with the main recipe (scripts/recipe.sh) for a bounded time, sample with the
+# momentum and the naive sampler, write sample grids and a forward-process strip, and measure
+# sample quality against held-out images (softdiff eval: each sampler's best Frechet distance
+# over a step sweep, two sampling seeds, with the floor at the same sample count).
+#   SOFTDIFF_MINUTES    training time limit in minutes (default 15; training also stops at the
+#                       recipe's RECIPE_STEPS steps, about 15 minutes on 2 quiet cores)
 #   SOFTDIFF_OUT        output directory (default out/main_job); an existing run there is resumed
 #   SOFTDIFF_BUILD_DIR  CMake build directory (default build)
-# Settings for a short run on 2 cores (docs/guide.md, "The main job"): RefUNet with base 16
-# (387,201 parameters) rather than 32, batch 32, learning rate 2e-3 after a 200-step warm-up,
-# EMA decay 0.995; the two-stage schedule with the DCT heat blur from 0.5 to 28 px (at 28 px
-# a 28 x 28 image is its mean colour, the final distribution of appendix D).
+#   SOFTDIFF_EVAL_COUNT samples per evaluated setting and seed (default 1000)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install_deps.sh
@@ -18,19 +17,25 @@ cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DSOFTDIFF_BUILD_TEST
 cmake --build "$build" --target softdiff_cli -j "$(nproc)"
 tool=$build/examples/softdiff
 out=${SOFTDIFF_OUT:-out/main_job}
-minutes=${SOFTDIFF_MINUTES:-10}
+minutes=${SOFTDIFF_MINUTES:-15}
+count=${SOFTDIFF_EVAL_COUNT:-1000}
+# shellcheck source=recipe.sh
+source scripts/recipe.sh
 # OpenMP threads sleep rather than spin at barriers: on a shared machine spinning threads
 # slowed training tenfold, on an idle one the difference is small.
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 mkdir -p "$out"
-"$tool" forward-process --out "$out/forward_process.png" --op dct-blur --max-level 28 --steps 10
-"$tool" train --out "$out" --minutes "$minutes" --op dct-blur --min-level 0.5 --seed 1 \
-  --base-channels 16 --batch 32 --lr 2e-3 --warmup 200 --ema-decay 0.995 --sample-every 1000
-"$tool" sample --ckpt "$out/checkpoint.safetensors" --sampler momentum --steps 100 --count 64 --seed 2 \
-  --out "$out/samples.png"
-"$tool" sample --ckpt "$out/checkpoint.safetensors" --sampler naive --steps 100 --count 64 --seed 2 \
-  --out "$out/samples_naive.png"
-"$tool" eval --ckpt "$out/checkpoint.safetensors" --sampler naive,momentum --steps 20,50,100 --count 256 \
-  --seed 3 --out "$out/eval"
+mapfile -t noise < <(recipe_noise_args)
+recipe=()  # a resumed run takes its recipe from the checkpoint
+[ -f "$out/checkpoint.safetensors" ] || mapfile -t recipe < <(recipe_train_args; printf '%s\n' "${RECIPE_NET[@]}")
+"$tool" forward-process --out "$out/forward_process.png" --op "$RECIPE_OP" --max-level 28 --steps 10 "${noise[@]}"
+"$tool" train --out "$out" --minutes "$minutes" --steps "$RECIPE_STEPS" --seed 1 --sample-every 1000 \
+  ${recipe[@]+"${recipe[@]}"}
+"$tool" sample --ckpt "$out/checkpoint.safetensors" --sampler momentum --steps "$MAIN_JOB_MOMENTUM_STEPS" \
+  --count 64 --seed 2 --out "$out/samples.png"
+"$tool" sample --ckpt "$out/checkpoint.safetensors" --sampler naive --steps "$MAIN_JOB_NAIVE_STEPS" \
+  --count 64 --seed 2 --out "$out/samples_naive.png"
+"$tool" eval --ckpt "$out/checkpoint.safetensors" --sampler naive,momentum --steps "$MAIN_JOB_EVAL_STEPS" \
+  --count "$count" --seeds 3,4 --clip on --out "$out/eval"
 echo "wrote $out/forward_process.png, $out/samples.png (momentum), $out/samples_naive.png (naive)" \
-  "and $out/eval/ (metrics.csv, frechet_vs_nfe.png, nearest_neighbours.png)"
+  "and $out/eval/ (metrics.csv, summary.json, frechet_vs_nfe.png, nearest_neighbours.png)"
