@@ -128,7 +128,7 @@ TEST_CASE("cli schedule: the result drives forward-process and train", "[cli][sc
   const result other = run_tool(dir, "train --data " + q(dir / "images-idx3-ubyte") + " --schedule " + q(json) +
                                     " --op mask --steps 1 --out " + q(dir / "run2"));
   CHECK(other.status == 2);
-  CHECK(contains(other.err, "is for operator 'gaussian-blur' but --op is 'mask'"));
+  CHECK(contains(other.err, "was made for operator 'gaussian-blur' but --op is 'mask'"));
   CHECK(!fs::exists(dir / "run2" / "checkpoint.safetensors"));
 }
 

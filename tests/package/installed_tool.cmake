@@ -68,7 +68,7 @@ if(at EQUAL -1)
 endif()
 
 # A tiny checkpoint for 28 x 28 images, then a real evaluation with the default classifier.
-run(${here} ${tool} train --out run --steps 2 --base-channels 4 --limit 64 --batch 8 --data ${data_dir}
+run(${here} ${tool} train --out run --steps 2 --base-channels 8 --limit 64 --batch 8 --data ${data_dir}
     --sample-count 2 --sample-steps 2)
 run(${here} ${tool} eval --ckpt run/checkpoint.safetensors --out ev --sampler naive --steps 2 --count 8
     --reference 16 --grid-rows 2 --test-data ${data_dir})
