@@ -33,21 +33,26 @@ recipe_train_args() {
   esac
   printf '%s\n' "${a[@]}"
 }
-# The main job's training budget: 7,500 steps, about 15 minutes on 2 quiet cores.
+# The main job's training budget: 7,500 steps or 15 minutes, whichever comes first (7,500 steps
+# took 15 minutes at the 8.4 steps/s of the machine issue 10 was measured on, 20 minutes at the
+# 6.25 steps/s of this project's development machine).
 RECIPE_STEPS=7500
 # The main job's sampling and evaluation (scripts/main_job.sh): the step count of each
 # sampler's sample grid, and the step sweep of its evaluation.
 MAIN_JOB_MOMENTUM_STEPS=200
 MAIN_JOB_NAIVE_STEPS=50
 MAIN_JOB_EVAL_STEPS=50,100,200
-# scripts/reproduce.sh (full run): the ablation variants are trained for fewer steps than the
-# main model and evaluated with the momentum sampler only; the sigma_max values are the paper's
-# 0.05 and 0.2 (images in [0, 1]) besides the recipe's 0.1. Estimated cost on 2 quiet cores
-# (8.4 training steps/s, 0.8 ms per network evaluation of one image): training 50,000 steps
-# ~99 min, main-model sweep 2.1M image-evaluations ~28 min, ablations 2.8M ~37 min: ~2h50m.
-REPRODUCE_ABLATION_STEPS=2500
+# scripts/reproduce.sh (full run, sized for at most 3 hours of 2 cores): the ablation variants
+# are trained for fewer steps than the main model and scored with the momentum sampler only;
+# the sigma_max values are the paper's 0.05 and 0.2 (images in [0, 1]) besides the recipe's 0.1.
+# Estimate from rates measured on this project's 2-core development machine (Xeon, AVX-512),
+# quiet: training 6.25 steps/s (batch 32, base 16, 2 threads), sampling 1.43 ms per network
+# evaluation of one image (2 threads, chunks of 250): training 2 x 7,500 + 14 x 1,400 steps
+# ~92 min, main-model sweep 2.04M image-evaluations ~49 min, ablations 1.4M ~33 min,
+# reference statistics ~3 min: about 2 h 57 min. Not yet confirmed by a full run.
+REPRODUCE_ABLATION_STEPS=1400
 REPRODUCE_SIGMA_VALUES=(0.1 0.4)
-REPRODUCE_MAIN_EVAL_STEPS=25,50,100
+REPRODUCE_MAIN_EVAL_STEPS=20,50,100
 REPRODUCE_MAIN_EVAL_COUNT=1000
-REPRODUCE_ABLATION_EVAL_STEPS=100
+REPRODUCE_ABLATION_EVAL_STEPS=50
 REPRODUCE_ABLATION_EVAL_COUNT=2000
