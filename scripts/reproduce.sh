@@ -15,7 +15,7 @@
 #   --tool    a built softdiff binary (default: build it into $SOFTDIFF_BUILD_DIR, default build)
 # Writes DIR/results.csv, DIR/results.md and DIR/*.png. Run it again to resume: finished
 # trainings and evaluations are kept, an interrupted training resumes from its checkpoint.
-# Two trainings run at once, one thread each (training is bitwise the same on any thread count).
+# The two seeds of a variant train at once, sharing the cores (bitwise the same on any thread count).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -97,16 +97,17 @@ RECIPE_SCHEDULE_FILE=$wschedule
 
 total=$(( ${#variants[@]} * ${#seeds[@]} ))
 k=0
-train_one() {  # name seed steps assignments
+train_one() {  # name seed steps assignments threads
   local name=$1 seed=$2 steps=$3 assign=$4
   local dir=$out/models/$name/seed$seed
   mkdir -p "$dir"
   local -a recipe=()
   # a new run gets the recipe; a resumed one takes it from its checkpoint
   [ -f "$dir/checkpoint.safetensors" ] || mapfile -t recipe < <(eval "$assign"; recipe_train_args; printf '%s\n' "${RECIPE_NET[@]}")
-  OMP_NUM_THREADS=1 "$tool" train --out "$dir" --steps "$steps" --seed "$seed" --sample-every 0 \
+  OMP_NUM_THREADS=$5 "$tool" train --out "$dir" --steps "$steps" --seed "$seed" --sample-every 0 \
     ${recipe[@]+"${recipe[@]}"} >>"$dir/train.log" 2>&1 ||
     { echo "training $name seed $seed failed; see $dir/train.log:" >&2; tail -n 5 "$dir/train.log" >&2; return 1; }
+  echo "$steps" >"$dir/trained"
 }
 
 for v in "${variants[@]}"; do
@@ -114,16 +115,24 @@ for v in "${variants[@]}"; do
   steps=$([ "$name" = main ] && echo "$main_steps" || echo "$train_steps")
   k=$((k + ${#seeds[@]}))
   log "[$k/$total] training $name (seeds ${seeds[*]}, $steps steps each, two at once): $extra"
-  pids=()
+  # $dir/trained marks a finished training; the cores are shared among the unfinished ones
+  # (training is bitwise the same on any thread count).
+  todo=()
   for seed in "${seeds[@]}"; do
-    train_one "$name" "$seed" "$steps" "$extra" &
+    [ "$(cat "$out/models/$name/seed$seed/trained" 2>/dev/null)" = "$steps" ] || todo+=("$seed")
+  done
+  [ ${#todo[@]} -gt 0 ] || continue
+  threads=$(( $(nproc) / ${#todo[@]} )); [ "$threads" -ge 1 ] || threads=1
+  pids=()
+  for seed in "${todo[@]}"; do
+    train_one "$name" "$seed" "$steps" "$extra" "$threads" &
     pids+=($!)
   done
   # progress: the last line of each training log every minute until both are done
   declare -A shown=()
   while kill -0 "${pids[@]}" 2>/dev/null; do
     sleep "$([ $quick = 1 ] && echo 2 || echo 60)"
-    for seed in "${seeds[@]}"; do
+    for seed in "${todo[@]}"; do
       l=$(tail -n 1 "$out/models/$name/seed$seed/train.log" 2>/dev/null || true)
       [ -n "$l" ] && [ "$l" != "${shown[$seed]:-}" ] && log "  $name seed $seed: $l"
       shown[$seed]=$l
