@@ -19,7 +19,7 @@
 #include "softdiff/nn/adam.hpp"
 #include "softdiff/nn/refunet.hpp"
 #include "softdiff/random.hpp"
-#include "../tests/support/allocation_counter.hpp"  // counts heap allocations (allocs/iter)
+#include "../tests/support/replace_new.hpp"  // counts heap allocations (allocs/iter)
 
 using namespace softdiff;
 

@@ -75,6 +75,6 @@ TEST_CASE("precision and recall reject bad input", "[metrics]") {
   const auto y = cluster(10, 0.0f, 2);
   CHECK_THROWS_WITH(metrics::precision_recall(x, y, 3), Contains("more than k = 3"));
   CHECK_THROWS_WITH(metrics::precision_recall(y, y, 0), Contains("k must be >= 1"));
-  batch<float> other(shape4{10, 1, 4, 5});
+  const batch<float> other = xt::zeros<float>(shape4{10, 1, 4, 5});
   CHECK_THROWS_WITH(metrics::precision_recall(y, other), Contains("dimensions differ"));
 }

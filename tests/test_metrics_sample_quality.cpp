@@ -145,7 +145,7 @@ TEST_CASE("sample_quality: bad input names what is wrong", "[metrics][sample_qua
   CHECK_THROWS_WITH((metrics::sample_quality_reference<float>(held_out, training, metrics::feature_map<float>{}, k)),
                     Contains("no feature map"));
   metrics::feature_map<float> wrong_rows = [](const batch<float>& x) {
-    return xt::xtensor<float, 2>::from_shape({x.shape()[0] + 1, 3});
+    return xt::xtensor<float, 2>(xt::zeros<float>({x.shape()[0] + 1, std::size_t{3}}));
   };
   CHECK_THROWS_WITH((metrics::sample_quality_reference<float>(held_out, training, wrong_rows, k)),
                     Contains("returned 21 rows for 20 held-out images"));
@@ -163,7 +163,7 @@ TEST_CASE("sample_quality: bad input names what is wrong", "[metrics][sample_qua
                     Contains("samples have shape [10, 1, 4, 1] but the reference images [20, 1, 2, 2]"));
   int n = 0;
   metrics::feature_map<float> unstable = [&n](const batch<float>& x) {
-    return xt::xtensor<float, 2>::from_shape({x.shape()[0], ++n == 1 ? std::size_t{4} : std::size_t{3}});
+    return xt::xtensor<float, 2>(xt::zeros<float>({x.shape()[0], ++n == 1 ? std::size_t{4} : std::size_t{3}}));
   };
   CHECK_THROWS_WITH((metrics::sample_quality_reference<float>(held_out, training, unstable, k)),
                     Contains("returned 3 features per image for the training images, expected 4"));

@@ -109,8 +109,8 @@ TEST_CASE("sliced W2 of Gaussian samples matches the closed form on the drawn di
 
 TEST_CASE("sliced W2 rejects bad input", "[metrics]") {
   const auto x = random_images(10, 1);
-  batch<float> wide(shape4{10, 1, 3, 5});
-  batch<float> empty(shape4{0, 1, 3, 4});
+  const batch<float> wide = xt::zeros<float>(shape4{10, 1, 3, 5});
+  const batch<float> empty = xt::zeros<float>(shape4{0, 1, 3, 4});
   CHECK_THROWS_WITH(metrics::sliced_wasserstein(x, wide), Contains("dimensions differ"));
   CHECK_THROWS_WITH(metrics::sliced_wasserstein(empty, x), Contains("needs at least 1 point"));
   CHECK_THROWS_WITH(metrics::sliced_projector<float>(12, 0, directions), Contains("at least one projection"));

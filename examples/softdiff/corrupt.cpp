@@ -1,5 +1,6 @@
 // softdiff corrupt: y = C(level) x, or C(level)^T x with --adjoint, for a float32 or float64
 // NCHW batch in a .npy file; the output keeps the input's dtype.
+#include <cmath>
 #include <filesystem>
 #include <iostream>
 #include <string>
@@ -28,6 +29,12 @@ void corrupt(const arg_parser& a, const std::filesystem::path& in, const std::fi
     op.apply_adjoint(level, x, y);
   else
     op.apply(level, x, y);
+  // Finite inputs near the type's maximum can overflow in C's sums: refuse rather than write NaN.
+  for (std::size_t i = 0; i < y.size(); ++i)
+    if (!std::isfinite(y.data()[i]))
+      throw error(detail::concat(in.string(), ": the result has the non-finite value ", y.data()[i], " at element ", i,
+                                 " (the input's magnitudes overflow ", data::npy_descr(data::npy_dtype_of<T>()),
+                                 "; scale the input down)"));
   data::write_npy(out, y);
   std::cout << "wrote " << out.string() << ": " << (a.flag_set("adjoint") ? "C^T" : "C") << " of " << name
             << " at --level " << a.text("level") << ", shape " << to_string(shape_of(y)) << ", "

@@ -33,6 +33,7 @@
 #include "model_setup.hpp"
 #include "samplers.hpp"
 #include "softdiff/data/dataset.hpp"
+#include "softdiff/data/json.hpp"
 #include "softdiff/data/npy.hpp"
 #include "softdiff/data/png.hpp"
 #include "softdiff/metrics/sample_quality.hpp"
@@ -139,7 +140,10 @@ int run_eval(const arguments& args) {
     throw usage_error("--k-ratio applies to " + k_ratio_samplers() + " only");
   const auto grid_rows = static_cast<std::size_t>(a.integer("grid-rows", 1, 1000));
   const fs::path out = a.text("out");
+  if (fs::exists(out) && !fs::is_directory(out))
+    throw usage_error("--out " + out.string() + " is a file; it must name a directory (made if absent)");
   const std::string ckpt = a.text("ckpt");
+  data::require_utf8(ckpt, "the --ckpt path");  // summary.json records it
   const fs::path classifier_file = a.text("classifier");
 
   // everything is read and checked before the first sample is drawn
@@ -306,7 +310,8 @@ int run_eval(const arguments& args) {
   std::vector<double> nearest(grid_count);
   for (std::size_t i = 0; i < grid_count; ++i) nearest[i] = nn.nearest_distance(i);
   summary["nearest_training_distance"] = nearest;
-  write_text_file(out / "summary.json", summary.dump(2) + "\n");
+  // replace: a path that is not UTF-8 (the classifier, the data) must not fail the run at its end
+  write_text_file(out / "summary.json", summary.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
 
   std::cout << "wrote " << (out / "metrics.csv").string() << ", frechet_vs_nfe.png, samples_" << best_name
             << ".png, nearest_neighbours.png, summary.json\n\n";

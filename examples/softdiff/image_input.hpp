@@ -5,6 +5,7 @@
 // MNIST-layout directory (t10k-images-idx3-ubyte[.gz]) or of a CIFAR-10 directory
 // (test_batch.bin). At most `limit` images; `description` says what was read.
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <string>
 #include <system_error>
@@ -14,6 +15,7 @@
 #include "softdiff/data/dataset.hpp"
 #include "softdiff/data/idx.hpp"
 #include "softdiff/data/npy.hpp"
+#include "softdiff/error.hpp"
 #include "softdiff/tensor.hpp"
 
 namespace softdiff::cli {
@@ -24,6 +26,13 @@ namespace softdiff::cli {
   if (path.extension() == ".npy") {
     batch<float> x = data::read_npy_batch<float>(path);
     description = ".npy batch (" + path.string() + ")";
+    // The other readers map pixels onto [-1, 1] themselves; a .npy is taken as it is, so its
+    // range is checked: unscaled 8-bit pixels would train a model of the wrong images.
+    const std::size_t per = x.shape()[1] * x.shape()[2] * x.shape()[3];
+    for (std::size_t i = 0; i < x.size(); ++i)
+      if (!(std::abs(x.data()[i]) <= 1.0f + 1e-4f))
+        throw error(detail::concat(path.string(), ": image ", i / per, " has the value ", x.data()[i],
+                                   "; softdiff takes images in [-1, 1] (8-bit pixels p become p / 127.5 - 1)"));
     if (limit >= x.shape()[0]) return x;
     batch<float> head(shape4{limit, x.shape()[1], x.shape()[2], x.shape()[3]});
     std::copy(x.data(), x.data() + head.size(), head.data());

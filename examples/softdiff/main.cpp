@@ -1,6 +1,7 @@
 // softdiff: the command-line tool. `softdiff <command> [options]`; `softdiff --help`,
 // `softdiff help [command]` and `softdiff <command> --help` describe everything.
 // Exit status: 0 success, 1 an error in the data or files, 2 a mistake on the command line.
+#include <new>
 #include <exception>
 #include <iostream>
 #include <string>
@@ -47,6 +48,9 @@ int run(const command& c, const arguments& args) {
     return 2;
   } catch (const softdiff::error& e) {
     std::cerr << prefix << ": error: " << e.what() << "\n";
+  } catch (const std::bad_alloc&) {
+    std::cerr << prefix << ": error: out of memory: this run asked for more memory than the machine could give"
+              << " (a smaller --batch, --count or --chunk, or a smaller network, needs less)\n";
   } catch (const std::exception& e) {
     std::cerr << prefix << ": error: " << e.what() << "\n";
   } catch (...) {

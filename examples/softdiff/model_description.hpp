@@ -45,6 +45,7 @@
 #include "operators.hpp"
 #include "softdiff/concepts.hpp"
 #include "softdiff/data/dataset.hpp"
+#include "softdiff/data/json.hpp"
 #include "softdiff/data/safetensors.hpp"
 #include "softdiff/error.hpp"
 #include "softdiff/nn/checkpoint.hpp"
@@ -169,9 +170,9 @@ inline void to_json(nlohmann::json& j, const noise_recipe& n) {
 }
 
 inline void from_json(const nlohmann::json& j, noise_recipe& n) {
-  n.sigma_min = j.at("sigma_min").get<double>();
-  n.sigma_max = j.at("sigma_max").get<double>();
-  n.noise_fraction = j.at("noise_fraction").get<double>();
+  n.sigma_min = data::json_number(data::json_member(j, "sigma_min", "noise"), "\"sigma_min\"");
+  n.sigma_max = data::json_number(data::json_member(j, "sigma_max", "noise"), "\"sigma_max\"");
+  n.noise_fraction = data::json_number(data::json_member(j, "noise_fraction", "noise"), "\"noise_fraction\"");
   n.mode = schedule::noise_mode_from_name(j.value("mode", std::string("fixed")));
 }
 
@@ -180,7 +181,10 @@ inline void from_json(const nlohmann::json& j, noise_recipe& n) {
 }
 
 [[nodiscard]] inline sampler::final_distribution<float> final_distribution_from_json(const nlohmann::json& j) {
-  return sampler::final_distribution<float>(j.at("height").get<std::size_t>(), j.at("width").get<std::size_t>(),
+  const auto size = [&](const char* key) {
+    return data::json_integer<std::size_t>(data::json_member(j, key, "final_distribution"), detail::concat("\"", key, "\""));
+  };
+  return sampler::final_distribution<float>(size("height"), size("width"),
                                             j.at("mean").get<std::vector<double>>(),
                                             j.at("variance").get<std::vector<double>>());
 }
@@ -223,7 +227,7 @@ inline void from_json(const nlohmann::json& j, model_description& d) {
     try {
       read();
     } catch (const nlohmann::json::exception& e) {
-      throw error(std::string(what) + ": " + e.what());
+      throw error(std::string(what) + ": " + data::json_message(e));
     } catch (const error& e) {
       throw error(std::string(what) + ": " + e.what());
     } catch (const usage_error& e) {  // an unknown operator: a fault of the file, not of the command line
@@ -240,7 +244,7 @@ inline void from_json(const nlohmann::json& j, model_description& d) {
   part("operator", [&] {
     out.op = j.at("operator").at("name").get<std::string>();
     (void)find_operator(out.op);
-    out.half_size = j.at("operator").value("half_size", -1);
+    if (j["operator"].contains("half_size")) out.half_size = data::json_integer<int>(j["operator"]["half_size"], "\"half_size\"");
   });
   if (j.contains("schedule")) out.schedule.emplace(any_schedule::from_json(j["schedule"], "description"));
   part("schedule_kind", [&] {
@@ -256,11 +260,16 @@ inline void from_json(const nlohmann::json& j, model_description& d) {
     }
   });
   part("image", [&] {
-    if (j.contains("image")) out.image = j["image"].get<std::vector<std::size_t>>();
+    if (j.contains("image")) {
+      detail::require(j["image"].is_array(), "is a JSON ", j["image"].type_name(), ", expected [C, H, W]");
+      for (const auto& e : j["image"]) out.image.push_back(data::json_integer<std::size_t>(e, "an entry"));
+    }
     detail::require(out.image.empty() || out.image.size() == 3, "has ", out.image.size(), " entries, expected [C, H, W]");
   });
   part("data", [&] { out.data = j.value("data", std::string()); });
-  part("limit", [&] { out.limit = j.value("limit", data::no_limit); });
+  part("limit", [&] {
+    if (j.contains("limit")) out.limit = data::json_integer<std::size_t>(j["limit"], "the value");
+  });
   part("pad", [&] { out.pad = j.value("pad", false); });
   part("final_distribution", [&] {
     if (j.contains("final_distribution")) out.final_distribution.emplace(final_distribution_from_json(j["final_distribution"]));
@@ -278,10 +287,10 @@ inline void from_json(const nlohmann::json& j, model_description& d) {
   nlohmann::json j = nn::metadata_json(file, "softdiff");
   try {
     detail::require(j.is_object(), "__metadata__ softdiff is not a JSON object");
-    if (cfg != file.metadata.end()) j["network"] = nlohmann::json::parse(cfg->second);
+    if (cfg != file.metadata.end()) j["network"] = data::parse_json(cfg->second, "__metadata__ '" + std::string(nn::refunet_config::metadata_key) + "'");
     return j.get<model_description>();
   } catch (const nlohmann::json::exception& e) {
-    throw error(where + ": " + e.what());
+    throw error(where + ": " + data::json_message(e));
   } catch (const error& e) {
     throw error(where + ": " + e.what());
   }

@@ -19,6 +19,7 @@
 #include "model_description.hpp"
 #include "operators.hpp"
 #include "softdiff/concepts.hpp"
+#include "softdiff/data/json.hpp"
 #include "softdiff/data/safetensors.hpp"
 #include "softdiff/error.hpp"
 #include "softdiff/nn/checkpoint.hpp"
@@ -59,7 +60,9 @@ struct loaded_model {
   nn::load_weights<float>(file, net.store());
   model_type model(make_operator(d), *d.schedule, std::move(net));
   model.set_final_distribution(*d.final_distribution);
-  const std::int64_t step = nn::metadata_json(file, "softdiff").value("step", std::int64_t{0});
+  const nlohmann::json meta = nn::metadata_json(file, "softdiff");
+  const std::int64_t step =
+      meta.contains("step") ? data::json_integer<std::int64_t>(meta["step"], where + ": __metadata__ softdiff \"step\"") : 0;
   nn::refunet_config cfg = d.network;
   return {std::move(model), std::move(cfg), std::move(d), step};
 }

@@ -28,6 +28,7 @@
 #include "model_setup.hpp"
 #include "operators.hpp"
 #include "softdiff/data/dataset.hpp"
+#include "softdiff/data/json.hpp"
 #include "softdiff/data/npy.hpp"
 #include "softdiff/data/png.hpp"
 #include "softdiff/sampler/momentum.hpp"
@@ -70,7 +71,7 @@ schedule::tabulated load_schedule_file(const std::string& path, const std::strin
   if (!file_op.empty() && file_op != op)
     throw usage_error("--schedule " + path + " was made for operator '" + file_op + "' but --op is '" + op + "'");
   std::ifstream in(path, std::ios::binary);
-  json = nlohmann::json::parse(in, nullptr, false);  // load_json has parsed it already
+  json = data::parse_json(in, "--schedule " + path);  // load_json has checked it already
   return table;
 }
 
@@ -150,6 +151,8 @@ int run_train(const arguments& args) {
   if (!a.given("steps") && !a.given("minutes")) throw usage_error("give --steps N or --minutes M (or both)");
 
   const fs::path out = a.text("out");
+  if (fs::exists(out) && !fs::is_directory(out))
+    throw usage_error("--out " + out.string() + " is a file; it must name a directory (made if absent)");
   const fs::path ckpt = out / "checkpoint.safetensors";
   const long steps_target = a.given("steps") ? a.integer("steps", 1, std::numeric_limits<long>::max()) : -1;
   const double minutes = a.given("minutes") ? a.number("minutes") : -1.0;
@@ -168,6 +171,7 @@ int run_train(const arguments& args) {
   desc.data = fs::absolute(a.given("data") ? fs::path(a.text("data")) : data::default_fashion_mnist_dir())
                   .lexically_normal()
                   .string();
+  data::require_utf8(desc.data, "the --data path");  // the checkpoint records it
   desc.limit = limit;
   desc.pad = a.flag_set("pad");
 
@@ -236,7 +240,7 @@ int run_train(const arguments& args) {
     detail::require(desc.image == image, desc.data, ": images are ", s[1], "x", s[2], "x", s[3], " but ",
                     ckpt.string(), " was trained on ", desc.image.at(0), "x", desc.image.at(1), "x", desc.image.at(2));
   if (table_json.contains("image") && table_json["image"] != nlohmann::json(image))
-    throw usage_error("--schedule " + a.text("schedule") + " was made for " + table_json["image"].dump() +
+    throw usage_error("--schedule " + a.text("schedule") + " was made for " + data::json_excerpt(table_json["image"]) +
                       " images (C, H, W) but the training images are " + nlohmann::json(image).dump() +
                       "; make a schedule for these images with `softdiff schedule`");
   desc.image = image;

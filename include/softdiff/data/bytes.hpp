@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
+#include <span>
 #include <fstream>
 #include <string>
 #include <string_view>
@@ -52,6 +53,26 @@ void store_le(void* p, T v) {
 [[nodiscard]] inline std::size_t checked_mul(std::size_t a, std::size_t b, std::string_view what) {
   require(b == 0 || a <= SIZE_MAX / b, what, ": size ", a, " x ", b, " overflows");
   return a * b;
+}
+
+/// "[2, 1, 28, 28]": a shape for messages.
+[[nodiscard]] inline std::string shape_text(std::span<const std::size_t> shape) {
+  std::string s = "[";
+  for (std::size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + "]";
+}
+
+/// Refuses a shape that a tensor could not index, naming `what`: xtensor's strides multiply the
+/// dimensions in ptrdiff_t whatever they are, so even an empty array (a zero dimension) must have
+/// the product of its other dimensions within PTRDIFF_MAX elements.
+inline void check_shape_indexable(std::span<const std::size_t> shape, std::string_view what) {
+  std::size_t product = 1;
+  for (const std::size_t d : shape) {
+    const std::size_t f = d == 0 ? 1 : d;
+    require(product <= static_cast<std::size_t>(PTRDIFF_MAX) / f, what, ": shape ", shape_text(shape),
+            " is too large to index (its dimensions, zeros counted as one, multiply past 2^63)");
+    product *= f;
+  }
 }
 
 /// The lookup table u8 -> x / 127.5 - 1, mapping [0, 255] onto [-1, 1] exactly at both ends.

@@ -100,6 +100,7 @@ template <class T = float>
   const std::size_t n_file = dims[0], rows = dims[1], cols = dims[2];
   softdiff::detail::require(rows > 0 && cols > 0, "idx: '", in.path(), "' has images of size ", rows, "x", cols);
   const std::size_t n = std::min(n_file, limit);
+  detail::check_shape_indexable(std::array<std::size_t, 4>{n, 1, rows, cols}, detail::concat("idx: '", in.path(), "'"));
   const std::size_t plane = detail::checked_mul(rows, cols, "idx image");
   const std::size_t count = detail::checked_mul(n, plane, "idx image data");
   const auto bytes = detail::read_idx_payload(in, count, detail::concat(n, " images of ", rows, "x", cols));

@@ -25,6 +25,7 @@
 #include <utility>
 #include <vector>
 
+#include "softdiff/data/bytes.hpp"
 #include "softdiff/data/output_file.hpp"
 #include "softdiff/error.hpp"
 #include "softdiff/tensor.hpp"
@@ -265,6 +266,7 @@ private:
             ": .npy shape ", npy_shape_string(h.shape), " is too large");
     count *= s;
   }
+  check_shape_indexable(h.shape, file);
   const std::uintmax_t need = static_cast<std::uintmax_t>(count) * item;
   const std::uintmax_t have = file_size - h.data_offset;
   require(have >= need, file, ": truncated .npy data: shape ", npy_shape_string(h.shape), " of ",

@@ -3,11 +3,14 @@
 // place only when complete, so a crash or a full disk never leaves a half-written
 // file under the final name (and never destroys the previous version of it).
 #include <atomic>
+#include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <string>
 #include <system_error>
 
+#include <signal.h>
 #include <unistd.h>
 
 #include "softdiff/error.hpp"
@@ -22,12 +25,37 @@ namespace softdiff::data::detail {
   return tmp;
 }
 
+/// Removes the temporaries of `destination` left by processes that no longer exist (a run killed
+/// while writing): "<name>.tmp.<pid>.<n>" beside it, whose <pid> is not a live process. A live
+/// writer's temporary is kept, so concurrent runs on one directory do not disturb each other.
+inline void remove_stale_temporaries(const std::filesystem::path& destination) {
+  namespace fs = std::filesystem;
+  const std::string prefix = destination.filename().string() + ".tmp.";
+  const fs::path dir = destination.has_parent_path() ? destination.parent_path() : fs::path(".");
+  std::error_code ec;
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    if (name.size() <= prefix.size() || name.compare(0, prefix.size(), prefix) != 0) continue;
+    const std::string rest = name.substr(prefix.size());  // "<pid>.<n>"
+    const auto dot = rest.find('.');
+    if (dot == 0 || dot == std::string::npos || rest.find_first_not_of("0123456789.") != std::string::npos) continue;
+    const long pid = std::strtol(rest.substr(0, dot).c_str(), nullptr, 10);
+    if (pid <= 0 || pid == static_cast<long>(::getpid())) continue;
+    if (::kill(static_cast<pid_t>(pid), 0) == -1 && errno == ESRCH) {
+      std::error_code ignored;
+      fs::remove(it->path(), ignored);
+    }
+  }
+}
+
 /// Owns a temporary file for `destination`: write to `temporary()`, then commit() renames it
 /// into place. If commit() is never reached (an exception), the destructor removes the temporary.
 class output_file {
 public:
   explicit output_file(std::filesystem::path destination)
-      : destination_(std::move(destination)), temporary_(temporary_path_for(destination_)) {}
+      : destination_(std::move(destination)), temporary_(temporary_path_for(destination_)) {
+    remove_stale_temporaries(destination_);
+  }
   output_file(const output_file&) = delete;
   output_file& operator=(const output_file&) = delete;
   ~output_file() {

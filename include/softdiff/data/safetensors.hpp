@@ -33,6 +33,7 @@
 #include <xtensor/xtensor.hpp>
 
 #include "softdiff/data/bytes.hpp"
+#include "softdiff/data/json.hpp"
 #include "softdiff/data/output_file.hpp"
 #include "softdiff/error.hpp"
 
@@ -167,12 +168,7 @@ struct safetensors_file {
   const auto* text = reinterpret_cast<const char*>(file.data() + 8);
   const auto data = file.subspan(8 + static_cast<std::size_t>(header_len));
 
-  nlohmann::json header;
-  try {
-    header = nlohmann::json::parse(text, text + header_len);
-  } catch (const nlohmann::json::exception& e) {
-    throw error(concat(where, ": header is not valid JSON: ", e.what()));
-  }
+  const nlohmann::json header = parse_json(text, text + header_len, concat(where, ": header"));
   require(header.is_object(), where, ": header is a JSON ", header.type_name(), ", expected an object");
 
   safetensors_file out;
@@ -204,13 +200,13 @@ struct safetensors_file {
     require(elem != 0, what, " has unsupported dtype '", t.dtype, "' (supported: ", detail::supported_dtypes, ")");
     std::size_t count = 1;
     for (const auto& d : entry["shape"]) {
-      require(d.is_number_unsigned(), what, " has shape entry ", d.dump(), ", expected a non-negative integer");
+      SOFTDIFF_REQUIRE(d.is_number_unsigned(), what, " has shape entry ", json_excerpt(d), ", expected a non-negative integer");
       t.shape.push_back(d.get<std::size_t>());
       count = detail::checked_mul(count, t.shape.back(), what);
     }
     const auto& off = entry["data_offsets"];
-    require(off[0].is_number_unsigned() && off[1].is_number_unsigned(), what, " has data_offsets ", off.dump(),
-            ", expected two non-negative integers");
+    SOFTDIFF_REQUIRE(off[0].is_number_unsigned() && off[1].is_number_unsigned(), what, " has data_offsets ",
+                     json_excerpt(off), ", expected two non-negative integers");
     const auto begin = off[0].get<std::uint64_t>(), end = off[1].get<std::uint64_t>();
     require(begin <= end, what, " has data_offsets [", begin, ", ", end, "] with begin after end");
     require(end <= data.size(), what, " has data_offsets [", begin, ", ", end, "] past the end of the ", data.size(),

@@ -17,6 +17,7 @@
 // check_metadata_json compares a JSON metadata entry (e.g. "refunet_config") field by field, so
 // a checkpoint for another configuration says which fields differ.
 #include <algorithm>
+#include <cmath>
 #include <cstddef>
 #include <functional>
 #include <initializer_list>
@@ -29,6 +30,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "softdiff/data/json.hpp"
 #include "softdiff/data/safetensors.hpp"
 #include "softdiff/error.hpp"
 #include "softdiff/nn/parameter_store.hpp"
@@ -141,6 +143,11 @@ void read_tensors(const data::safetensors_file& file, const std::vector<paramete
     detail::require(t.dtype == checkpoint_dtype<T>(), "checkpoint '", file.path, "': '", prefix, e.name,
                     "' has dtype ", t.dtype, ", expected ", checkpoint_dtype<T>());
     data::detail::convert_elements(t.dtype, t.bytes.data(), e.size, out.data() + e.offset);
+    // A non-finite weight (or Adam moment) would make every output NaN: refuse it here, naming it.
+    const T* v = out.data() + e.offset;
+    for (std::size_t k = 0; k < e.size; ++k)
+      SOFTDIFF_REQUIRE(std::isfinite(static_cast<double>(v[k])), "checkpoint '", file.path, "': '", prefix, e.name,
+                       "' element ", k, " is ", v[k], " (a damaged or diverged checkpoint)");
   }
 }
 
@@ -157,11 +164,7 @@ void load_weights(const data::safetensors_file& file, parameter_store<T>& store)
   const auto it = file.metadata.find(key);
   detail::require(it != file.metadata.end(), "checkpoint '", file.path, "' has no __metadata__ entry '", key,
                   "' (not a softdiff checkpoint?)");
-  try {
-    return nlohmann::json::parse(it->second);
-  } catch (const nlohmann::json::exception& e) {
-    throw error(detail::concat("checkpoint '", file.path, "': __metadata__ '", key, "' is not valid JSON: ", e.what()));
-  }
+  return data::parse_json(it->second, detail::concat("checkpoint '", file.path, "': __metadata__ '", key, "'"));
 }
 
 /// Throws unless metadata entry `key` equals `expected` as JSON; the message lists each differing
@@ -173,14 +176,14 @@ inline void check_metadata_json(const data::safetensors_file& file, const std::s
   detail::problem_list problems("checkpoint '" + file.path + "' was written for another " + key);
   if (have.is_object() && expected.is_object()) {
     for (const auto& [field, value] : expected.items()) {
-      if (!have.contains(field)) problems.add(field + ": absent in the checkpoint, expected " + value.dump());
+      if (!have.contains(field)) problems.add(field + ": absent in the checkpoint, expected " + data::json_excerpt(value));
       else if (have[field] != value)
-        problems.add(field + ": checkpoint " + have[field].dump() + ", expected " + value.dump());
+        problems.add(field + ": checkpoint " + data::json_excerpt(have[field]) + ", expected " + data::json_excerpt(value));
     }
     for (const auto& [field, value] : have.items())
-      if (!expected.contains(field)) problems.add(field + ": checkpoint " + value.dump() + ", not expected");
+      if (!expected.contains(field)) problems.add(field + ": checkpoint " + data::json_excerpt(value) + ", not expected");
   } else {
-    problems.add("checkpoint " + have.dump() + ", expected " + expected.dump());
+    problems.add("checkpoint " + data::json_excerpt(have) + ", expected " + data::json_excerpt(expected));
   }
   problems.throw_if_any();
 }

@@ -8,6 +8,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "softdiff/data/json.hpp"
 #include "softdiff/error.hpp"
 
 namespace softdiff::nn {
@@ -61,8 +62,8 @@ inline void from_json(const nlohmann::json& j, classifier_config& c) {
   for (const auto& [key, field] : fields) {
     require(j.contains(key), "classifier_config: missing \"", key, "\"");
     const auto& v = j.at(key);
-    require(v.is_number_unsigned() || (v.is_number_integer() && v.get<long long>() >= 0), "classifier_config: \"",
-            key, "\" must be a non-negative integer, got ", v.dump());
+    SOFTDIFF_REQUIRE(v.is_number_unsigned() || (v.is_number_integer() && v.get<long long>() >= 0), "classifier_config: \"",
+            key, "\" must be a non-negative integer, got ", data::json_excerpt(v));
     *field = v.get<std::size_t>();
   }
   out.validate();

@@ -4,6 +4,7 @@
 // and read back by tests/refunet/make_golden.py's files. JSON keys are the spec's field
 // names: {"in_channels": 1, "base_channels": 32, "channel_mult": [1, 2, 2],
 //         "num_res_blocks": 2, "attn_at_lowest": true, "groups": 8, "norm_eps": 1e-05}
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <string>
@@ -12,6 +13,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "softdiff/data/json.hpp"
 #include "softdiff/error.hpp"
 
 namespace softdiff::nn {
@@ -53,6 +55,24 @@ struct refunet_config {
     }
     require(std::isfinite(norm_eps) && norm_eps > 0, "refunet_config: norm_eps must be positive and finite, got ",
             norm_eps);
+    // A configuration read from a file may ask for any size: refuse what no machine could hold
+    // before anything is allocated (an upper bound, computed in floating point so it cannot wrap).
+    require(parameter_bound() <= max_parameters, "refunet_config: base_channels ", base_channels, ", in_channels ",
+            in_channels, ", ", levels(), " levels and num_res_blocks ", num_res_blocks, " ask for up to ",
+            parameter_bound(), " parameters, more than the ", max_parameters, " a RefUNet may have");
+  }
+
+  /// The most parameters a RefUNet may have (8 GiB of float32 weights).
+  static constexpr double max_parameters = 2147483648.0;
+  /// An upper bound of the parameter count: every level as wide as the widest, every 3x3
+  /// convolution of a residual block (2 per block, num_res_blocks + 1 blocks per level on each
+  /// side) taking twice its channels in, plus the input and output convolutions.
+  [[nodiscard]] double parameter_bound() const {
+    double widest = 0;
+    for (std::size_t i = 0; i < levels(); ++i)
+      widest = std::max(widest, static_cast<double>(base_channels) * static_cast<double>(channel_mult[i]));
+    const double c = widest, blocks = 2.0 * (static_cast<double>(num_res_blocks) + 1.0) * static_cast<double>(levels());
+    return blocks * 2.0 * 9.0 * (2.0 * c) * (c + 1.0) + 2.0 * 9.0 * (static_cast<double>(in_channels) + 1.0) * (c + 1.0);
   }
 
   /// Throws softdiff::error unless an H x W image fits: both positive multiples of 2^(levels - 1).
@@ -82,8 +102,8 @@ inline void from_json(const nlohmann::json& j, refunet_config& c) {
   auto count = [&](const char* key, std::size_t& field) {
     if (!j.contains(key)) return;
     const auto& v = j.at(key);
-    require(v.is_number_unsigned() || (v.is_number_integer() && v.get<long long>() >= 0),
-            "refunet_config: \"", key, "\" must be a non-negative integer, got ", v.dump());
+    SOFTDIFF_REQUIRE(v.is_number_unsigned() || (v.is_number_integer() && v.get<long long>() >= 0),
+            "refunet_config: \"", key, "\" must be a non-negative integer, got ", data::json_excerpt(v));
     field = v.get<std::size_t>();
   };
   for (const auto& [key, value] : j.items())
@@ -96,22 +116,22 @@ inline void from_json(const nlohmann::json& j, refunet_config& c) {
   count("groups", out.groups);
   if (j.contains("channel_mult")) {
     const auto& m = j.at("channel_mult");
-    require(m.is_array(), "refunet_config: \"channel_mult\" must be an array of integers, got ", m.dump());
+    SOFTDIFF_REQUIRE(m.is_array(), "refunet_config: \"channel_mult\" must be an array of integers, got ", data::json_excerpt(m));
     out.channel_mult.clear();
     for (const auto& e : m) {
-      require(e.is_number_unsigned() || (e.is_number_integer() && e.get<long long>() >= 0),
-              "refunet_config: \"channel_mult\" entry ", e.dump(), " is not a non-negative integer");
+      SOFTDIFF_REQUIRE(e.is_number_unsigned() || (e.is_number_integer() && e.get<long long>() >= 0),
+              "refunet_config: \"channel_mult\" entry ", data::json_excerpt(e), " is not a non-negative integer");
       out.channel_mult.push_back(e.get<std::size_t>());
     }
   }
   if (j.contains("attn_at_lowest")) {
     const auto& v = j.at("attn_at_lowest");
-    require(v.is_boolean(), "refunet_config: \"attn_at_lowest\" must be true or false, got ", v.dump());
+    SOFTDIFF_REQUIRE(v.is_boolean(), "refunet_config: \"attn_at_lowest\" must be true or false, got ", data::json_excerpt(v));
     out.attn_at_lowest = v.get<bool>();
   }
   if (j.contains("norm_eps")) {
     const auto& v = j.at("norm_eps");
-    require(v.is_number(), "refunet_config: \"norm_eps\" must be a number, got ", v.dump());
+    SOFTDIFF_REQUIRE(v.is_number(), "refunet_config: \"norm_eps\" must be a number, got ", data::json_excerpt(v));
     out.norm_eps = v.get<double>();
   }
   out.validate();
@@ -123,13 +143,7 @@ inline void from_json(const nlohmann::json& j, refunet_config& c) {
 
 /// Parses and validates a configuration from JSON text; malformed text throws softdiff::error.
 [[nodiscard]] inline refunet_config refunet_config_from_json_text(const std::string& text) {
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(text);
-  } catch (const nlohmann::json::exception& e) {
-    throw error(::softdiff::detail::concat("refunet_config: not valid JSON: ", e.what()));
-  }
-  return j.get<refunet_config>();
+  return data::parse_json(text, "refunet_config: the text").get<refunet_config>();
 }
 
 }  // namespace softdiff::nn

@@ -27,6 +27,7 @@
 #include <nlohmann/json.hpp>
 
 #include "softdiff/concepts.hpp"
+#include "softdiff/data/json.hpp"
 #include "softdiff/schedule/common.hpp"
 
 namespace softdiff::schedule {
@@ -81,12 +82,7 @@ public:
     const std::string where = "tabulated::load_json(" + path.string() + ")";
     std::ifstream in(path, std::ios::binary);
     softdiff::detail::require(static_cast<bool>(in), where, ": cannot open the file");
-    nlohmann::json j;
-    try {
-      j = nlohmann::json::parse(in);
-    } catch (const nlohmann::json::exception& e) {
-      throw error(where + ": not valid JSON: " + e.what());
-    }
+    const nlohmann::json j = data::parse_json(in, where + ": the file");
     auto require = [&](bool ok, const std::string& problem) {
       if (!ok) throw error(where + ": " + problem);
     };
@@ -96,7 +92,7 @@ public:
             "key \"format\" is not \"softdiff-schedule\"");
     require(j.contains("version"), "missing key \"version\"");
     require(j["version"].is_number_integer() && j["version"].get<long long>() == 1,
-            "unsupported \"version\" " + j["version"].dump() + " (this build reads version 1)");
+            "unsupported \"version\" " + data::json_excerpt(j["version"]) + " (this build reads version 1)");
     std::string op;
     if (j.contains("operator")) {
       require(j["operator"].is_string(), "key \"operator\" is not a string");
@@ -110,8 +106,9 @@ public:
       v.reserve(a.size());
       for (std::size_t k = 0; k < a.size(); ++k) {
         // nlohmann writes NaN and infinities as null; reject them by position.
-        require(a[k].is_number(), std::string("\"") + key + "\"[" + std::to_string(k) + "] = " + a[k].dump() +
-                                      " is not a finite number");
+        if (!a[k].is_number())
+          require(false, std::string("\"") + key + "\"[" + std::to_string(k) + "] = " + data::json_excerpt(a[k]) +
+                             " is not a finite number");
         v.push_back(a[k].get<double>());
       }
       return v;

@@ -31,6 +31,7 @@
 #include <nlohmann/json.hpp>
 
 #include "softdiff/concepts.hpp"
+#include "softdiff/data/json.hpp"
 #include "softdiff/data/safetensors.hpp"
 #include "softdiff/error.hpp"
 #include "softdiff/loss/kind.hpp"
@@ -96,28 +97,33 @@ struct trainer_config {
 
 /// Reads the fields to_json writes; throws naming the missing or mistyped field.
 [[nodiscard]] inline trainer_config trainer_config_from_json(const nlohmann::json& j, const std::string& where) {
-  auto field = [&](const nlohmann::json& o, const char* key) -> const nlohmann::json& {
-    detail::require(o.is_object() && o.contains(key), where, ": missing field \"", key, "\"");
-    return o[key];
+  const auto member = [&](const nlohmann::json& o, const char* key) -> const nlohmann::json& {
+    return data::json_member(o, key, where);
+  };
+  const auto integer = [&]<class I>(const nlohmann::json& o, const char* key, I) {
+    return data::json_integer<I>(member(o, key), detail::concat(where, ": \"", key, "\""));
+  };
+  const auto number = [&](const nlohmann::json& o, const char* key) {
+    return data::json_number(member(o, key), detail::concat(where, ": \"", key, "\""));
   };
   try {
     trainer_config c;
-    c.seed = field(j, "seed").get<std::uint64_t>();
-    c.batch_size = field(j, "batch_size").get<std::size_t>();
-    c.t_min = field(j, "t_min").get<double>();
-    c.weighting = weighting_from_name(field(j, "weighting").get<std::string>());
+    c.seed = integer(j, "seed", std::uint64_t{});
+    c.batch_size = integer(j, "batch_size", std::size_t{});
+    c.t_min = number(j, "t_min");
+    c.weighting = weighting_from_name(member(j, "weighting").get<std::string>());
     c.loss = loss::loss_kind_from_name(j.value("loss", std::string("ssm")));  // absent: written before the ablation
-    c.ema_decay = field(j, "ema_decay").get<double>();
-    const nlohmann::json& a = field(j, "adam");
-    c.adam.lr = field(a, "lr").get<double>();
-    c.adam.beta1 = field(a, "beta1").get<double>();
-    c.adam.beta2 = field(a, "beta2").get<double>();
-    c.adam.eps = field(a, "eps").get<double>();
-    c.adam.warmup_steps = field(a, "warmup_steps").get<std::int64_t>();
-    c.adam.max_grad_norm = field(a, "max_grad_norm").get<double>();
+    c.ema_decay = number(j, "ema_decay");
+    const nlohmann::json& a = member(j, "adam");
+    c.adam.lr = number(a, "lr");
+    c.adam.beta1 = number(a, "beta1");
+    c.adam.beta2 = number(a, "beta2");
+    c.adam.eps = number(a, "eps");
+    c.adam.warmup_steps = integer(a, "warmup_steps", std::int64_t{});
+    c.adam.max_grad_norm = number(a, "max_grad_norm");
     return c;
   } catch (const nlohmann::json::exception& e) {
-    throw error(detail::concat(where, ": ", e.what()));
+    throw error(detail::concat(where, ": ", data::json_message(e)));
   }
 }
 
@@ -265,18 +271,16 @@ public:
     nn::check_tensors<T>(file, layout, {std::string_view{}, nn::weights_prefix, nn::adam_m_prefix, nn::adam_v_prefix});
     const nlohmann::json meta = nn::metadata_json(file, "softdiff");
     const std::string where = "checkpoint '" + file.path + "': __metadata__ softdiff";
-    detail::require(meta.is_object() && meta.contains("step") && meta["step"].is_number_integer() &&
-                        meta["step"].get<std::int64_t>() >= 0,
-                    where, ": no non-negative integer \"step\"");
+    const auto step = data::json_integer<std::int64_t>(data::json_member(meta, "step", where), where + ": \"step\"");
+    detail::require(step >= 0, where, ": \"step\" ", step, " is negative");
     const trainer_config theirs = trainer_config_from_json(meta, where);
     const nlohmann::json a = to_json(theirs), b = to_json(config_);
     if (a != b) {
       std::string diff;
       for (const auto& [key, value] : b.items())
-        if (a[key] != value) diff += (diff.empty() ? "" : "; ") + key + ": checkpoint " + a[key].dump() + ", this run " + value.dump();
+        if (a[key] != value) diff += (diff.empty() ? "" : "; ") + key + ": checkpoint " + data::json_excerpt(a[key]) + ", this run " + data::json_excerpt(value);
       throw error("checkpoint '" + file.path + "' was written with another training configuration: " + diff);
     }
-    const auto step = meta["step"].get<std::int64_t>();
     nn::read_tensors<T>(file, layout, nn::weights_prefix, net.parameters());
     nn::read_tensors<T>(file, layout, nn::adam_m_prefix, adam_.first_moment());
     nn::read_tensors<T>(file, layout, nn::adam_v_prefix, adam_.second_moment());
