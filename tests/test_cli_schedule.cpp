@@ -173,7 +173,7 @@ TEST_CASE("cli schedule: bad input gives a message and an exit status, no schedu
       {"--ckpt " + q(dir / "identity.safetensors"), 1, {"uses operator identity, which cannot be scheduled"}},
       {"--levels 4 --target 8" + data, 2, {"--target 8 nodes need at least 7 candidate levels", "--levels is 4"}},
       {"--epsilon 1e-9 --levels 20 --metric sliced" + data, 1, {"no path from level 0 to level 20", "increase epsilon"}},
-      {"--data " + q(dir / "nan.npy"), 1, {"image 1 of the slice has the non-finite value nan", "row 1, column 1"}},
+      {"--data " + q(dir / "nan.npy"), 1, {"image 1 has the non-finite value nan", "row 1, column 1"}},
       {"--levels 10 --target 4 --data " + q(dir / "constant.npy"), 1,
        {"does not change these images", "nothing to schedule"}},
       {"--op mask --ckpt " + q(dir / "rgb.safetensors"), 2, {"--op mask differs from operator gaussian-blur"}},

@@ -228,7 +228,7 @@ TEST_CASE("hostile command lines: --out a file, a path that is not UTF-8, data o
   data::write_npy(dir / "u8.npy", x);
   r = run_tool(dir, "train --data " + q(dir / "u8.npy") + " --out " + q(dir / "u8") + net);
   CHECK(r.status == 1);
-  CHECK(contains(r.err, "u8.npy: image 0 has the value 255; softdiff takes images in [-1, 1]"));
+  CHECK(contains(r.err, "u8.npy: image 0 has the value 255 at channel 0, row 0, column 0; softdiff takes images in [-1, 1]"));
 
   x.fill(3.0e38f);  // finite, but the DCT's sums overflow
   data::write_npy(dir / "big.npy", x);

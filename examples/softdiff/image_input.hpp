@@ -28,11 +28,15 @@ namespace softdiff::cli {
     description = ".npy batch (" + path.string() + ")";
     // The other readers map pixels onto [-1, 1] themselves; a .npy is taken as it is, so its
     // range is checked: unscaled 8-bit pixels would train a model of the wrong images.
-    const std::size_t per = x.shape()[1] * x.shape()[2] * x.shape()[3];
-    for (std::size_t i = 0; i < x.size(); ++i)
-      if (!(std::abs(x.data()[i]) <= 1.0f + 1e-4f))
-        throw error(detail::concat(path.string(), ": image ", i / per, " has the value ", x.data()[i],
-                                   "; softdiff takes images in [-1, 1] (8-bit pixels p become p / 127.5 - 1)"));
+    const std::size_t h = x.shape()[2], w = x.shape()[3], per = x.shape()[1] * h * w;
+    for (std::size_t i = 0; i < x.size(); ++i) {
+      const float v = x.data()[i];
+      if (std::abs(v) <= 1.0f + 1e-4f) continue;
+      const std::size_t p = i % per;
+      throw error(detail::concat(path.string(), ": image ", i / per, " has the ", std::isfinite(v) ? "" : "non-finite ",
+                                 "value ", v, " at channel ", p / (h * w), ", row ", (p / w) % h, ", column ", p % w,
+                                 "; softdiff takes images in [-1, 1] (8-bit pixels p become p / 127.5 - 1)"));
+    }
     if (limit >= x.shape()[0]) return x;
     batch<float> head(shape4{limit, x.shape()[1], x.shape()[2], x.shape()[3]});
     std::copy(x.data(), x.data() + head.size(), head.data());

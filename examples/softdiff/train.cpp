@@ -29,6 +29,7 @@
 #include "operators.hpp"
 #include "softdiff/data/dataset.hpp"
 #include "softdiff/data/json.hpp"
+#include "softdiff/data/output_file.hpp"
 #include "softdiff/data/npy.hpp"
 #include "softdiff/data/png.hpp"
 #include "softdiff/sampler/momentum.hpp"
@@ -153,6 +154,7 @@ int run_train(const arguments& args) {
   const fs::path out = a.text("out");
   if (fs::exists(out) && !fs::is_directory(out))
     throw usage_error("--out " + out.string() + " is a file; it must name a directory (made if absent)");
+  data::detail::remove_stale_temporaries(out);  // of a run killed while writing (docs/reliability.md)
   const fs::path ckpt = out / "checkpoint.safetensors";
   const long steps_target = a.given("steps") ? a.integer("steps", 1, std::numeric_limits<long>::max()) : -1;
   const double minutes = a.given("minutes") ? a.number("minutes") : -1.0;

@@ -25,20 +25,24 @@ namespace softdiff::data::detail {
   return tmp;
 }
 
-/// Removes the temporaries of `destination` left by processes that no longer exist (a run killed
-/// while writing): "<name>.tmp.<pid>.<n>" beside it, whose <pid> is not a live process. A live
-/// writer's temporary is kept, so concurrent runs on one directory do not disturb each other.
-inline void remove_stale_temporaries(const std::filesystem::path& destination) {
+/// Removes the temporaries in `dir` left by processes that no longer exist (a run killed while
+/// writing): files "<name>.tmp.<pid>.<n>" whose <pid> is not a live process, for one destination
+/// `name` or, when `name` is empty, for every destination. A live writer's temporary is kept, so
+/// concurrent runs on one directory do not disturb each other.
+inline void remove_stale_temporaries(const std::filesystem::path& dir, const std::string& name = "") {
   namespace fs = std::filesystem;
-  const std::string prefix = destination.filename().string() + ".tmp.";
-  const fs::path dir = destination.has_parent_path() ? destination.parent_path() : fs::path(".");
   std::error_code ec;
-  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
-    const std::string name = it->path().filename().string();
-    if (name.size() <= prefix.size() || name.compare(0, prefix.size(), prefix) != 0) continue;
-    const std::string rest = name.substr(prefix.size());  // "<pid>.<n>"
+  for (fs::directory_iterator it(dir.empty() ? fs::path(".") : dir, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string file = it->path().filename().string();
+    const auto tag = file.rfind(".tmp.");
+    if (tag == std::string::npos || tag == 0 || (!name.empty() && file.compare(0, tag, name) != 0) ||
+        (!name.empty() && tag != name.size()))
+      continue;
+    const std::string rest = file.substr(tag + 5);  // "<pid>.<n>"
     const auto dot = rest.find('.');
-    if (dot == 0 || dot == std::string::npos || rest.find_first_not_of("0123456789.") != std::string::npos) continue;
+    if (dot == 0 || dot == std::string::npos || dot + 1 == rest.size() ||
+        rest.find_first_not_of("0123456789.") != std::string::npos || rest.find('.', dot + 1) != std::string::npos)
+      continue;
     const long pid = std::strtol(rest.substr(0, dot).c_str(), nullptr, 10);
     if (pid <= 0 || pid == static_cast<long>(::getpid())) continue;
     if (::kill(static_cast<pid_t>(pid), 0) == -1 && errno == ESRCH) {
@@ -54,7 +58,7 @@ class output_file {
 public:
   explicit output_file(std::filesystem::path destination)
       : destination_(std::move(destination)), temporary_(temporary_path_for(destination_)) {
-    remove_stale_temporaries(destination_);
+    remove_stale_temporaries(destination_.parent_path(), destination_.filename().string());
   }
   output_file(const output_file&) = delete;
   output_file& operator=(const output_file&) = delete;
