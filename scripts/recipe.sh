@@ -41,7 +41,7 @@ RECIPE_STEPS=7500
 # sampler's sample grid, and the step sweep of its evaluation.
 MAIN_JOB_MOMENTUM_STEPS=200
 MAIN_JOB_NAIVE_STEPS=50
-MAIN_JOB_EVAL_STEPS=50,100,200
+MAIN_JOB_EVAL_STEPS=20,50,100,200
 # scripts/reproduce.sh (full run, sized for at most 3 hours of 2 cores): the ablation variants
 # are trained for fewer steps than the main model and scored with the momentum sampler only;
 # the sigma_max values are the paper's 0.05 and 0.2 (images in [0, 1]) besides the recipe's 0.1.
