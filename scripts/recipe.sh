@@ -49,8 +49,9 @@ MAIN_JOB_EVAL_STEPS=20,50,100,200
 # quiet: training 6.25 steps/s (batch 32, base 16, 2 threads; two 1-thread trainings at once
 # about the same in total), sampling 1.43 ms per network evaluation of one image (2 threads,
 # chunks of 250; the predictor-corrector sampler costs 2 per step): training 2 x 7,500 +
-# 14 x 1,200 steps ~85 min, main-model sweep (500 samples) 1.02M image-evaluations ~24 min,
-# ablations 0.7M ~17 min, reference statistics ~3 min: about 2 h 10 min.
+# 16 x 1,200 steps ~91 min, main-model sweep (500 samples) 1.02M image-evaluations ~24 min,
+# ablations 0.8M ~19 min, reference statistics (about a minute per evaluation, 18 of them)
+# ~18 min: about 2 h 30 min. The first full run took 2 h 25 min on 2 cores shared with builds.
 REPRODUCE_ABLATION_STEPS=1200
 REPRODUCE_SIGMA_VALUES=(0.1 0.4)
 REPRODUCE_MAIN_EVAL_STEPS=20,50,100

@@ -7,7 +7,8 @@
 #   (d) three values of sigma_max;
 #   (e) fixed noise during the blur stage against noise growing with the blur (appendix F.1).
 # Every variant is trained with two seeds; the spread over them is reported. The main model is
-# the main job's recipe (scripts/recipe.sh); each ablation changes one thing of it.
+# the main job's recipe (scripts/recipe.sh) at the main job's length; each ablation changes one
+# thing of the recipe and is compared with the recipe trained as long (recipe-short).
 #
 # Usage: bash scripts/reproduce.sh [--quick] [--out DIR] [--tool PATH]
 #   --quick   tiny networks and a few steps (a few minutes): checks that every row is produced
@@ -81,8 +82,10 @@ if [ ! -f "$wschedule" ]; then
 fi
 
 # variant name | groups | what differs from the main recipe (RECIPE_* assignments, scripts/recipe.sh).
-# The main model is the recipe's row in every ablation; each other variant changes one thing.
-variants=("main|a,b,c,d,e|")
+# The main model (the main job's training length) is group (a). In (b)-(e) the recipe's row is
+# the recipe trained as long as the variants (recipe-short), so that each comparison changes
+# one thing and not the training length too; each other variant changes one thing.
+variants=("main|a|" "recipe-short|b,c,d,e|")
 for loss in ssm clean dsm; do
   [ "$loss" = "$RECIPE_LOSS" ] || variants+=("loss-$loss|b|RECIPE_LOSS=$loss")
 done

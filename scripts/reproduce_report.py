@@ -116,7 +116,7 @@ def main():
     if floor:
         md += ["", "Floor (training images against the same held-out fit, same sample count): %.2f." %
                (sum(floor) / len(floor)), ""]
-    # (b)-(e): the momentum sampler on each variant, the main model's row first
+    # (b)-(e): the momentum sampler on each variant, the recipe's row first
     for g in "bcde":
         md += ["## " + GROUPS[g], "", "| variant | momentum: best Frechet | at steps (NFE) | recall |",
                "| --- | --- | --- | --- |"]
@@ -124,7 +124,9 @@ def main():
             if g not in groups.split(","):
                 continue
             b = summarise(rows, name, "momentum", seeds)
-            label = name if name != "main" else main_label.get(g, "main") + " (main)"
+            # the recipe's own row: the main model, or the recipe trained as long as the variants
+            label = {"main": main_label.get(g, "main") + " (main)",
+                     "recipe-short": main_label.get(g, "recipe") + " (the recipe)"}.get(name, name)
             if b is None:
                 problems.append("no complete momentum result for variant %s (group %s)" % (name, g))
                 continue
