@@ -2,7 +2,9 @@
 # Builds softdiff and runs every test (ctest prints the summary last).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/install_deps.sh python3-matplotlib  # matplotlib: the plots of scripts/reproduce.sh (test reproduce_quick)
+# matplotlib: the plots of scripts/reproduce.sh (test reproduce_quick); clang and its runtimes:
+# the fuzz targets (test fuzz_brief, scripts/fuzz.sh).
+bash scripts/install_deps.sh python3-matplotlib clang libclang-rt-14-dev libomp-dev
 build=${SOFTDIFF_BUILD_DIR:-build}
 # The CUDA backend and its tests are compiled whenever nvcc is installed (CI has the toolkit but
 # no GPU: the GPU tests are built, not registered; scripts/gpu_check.sh runs them on a GPU).

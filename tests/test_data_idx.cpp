@@ -131,11 +131,18 @@ TEST_CASE("idx: malformed files raise errors naming the file and the problem", "
     write_bytes(dir / "lcut", l);
     REQUIRE_THROWS_WITH(data::read_idx_labels(dir / "lcut"), Contains("truncated") && Contains("3 labels"));
   }
-  SECTION("a header announcing billions of images fails on the missing data, not on allocation") {
+  SECTION("a header announcing billions of images is refused before allocation") {
     bytes b = idx_images(1, 28, 28);
     b[4] = b[5] = b[6] = b[7] = 0xff;
     write_gzip(dir / "huge.gz", b);
-    REQUIRE_THROWS_WITH(data::read_idx_images<float>(dir / "huge.gz"), Contains("truncated"));
+    REQUIRE_THROWS_WITH(data::read_idx_images<float>(dir / "huge.gz"),
+                        Contains("declares 4294967295 images of 28x28") && Contains("more than a gzip file of its size can hold"));
+  }
+  SECTION("a count a gzip file could hold but does not: truncated") {
+    bytes b = idx_images(1, 28, 28);
+    b[7] = 10;
+    write_gzip(dir / "ten.gz", b);
+    REQUIRE_THROWS_WITH(data::read_idx_images<float>(dir / "ten.gz"), Contains("truncated"));
   }
   SECTION("bytes after the announced data") {
     bytes b = idx_images(2, 2, 2);

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
+#include <limits>
 #include <string>
 #include <string_view>
 #include <system_error>
@@ -44,6 +45,10 @@ public:
       throw error(concat(reader_, ": cannot open '", path_, "': ",
                          errno != 0 ? std::strerror(errno) : "zlib could not allocate its state"));
     gzbuffer(file_, 1u << 17);
+    std::error_code ec;
+    file_size_ = std::filesystem::file_size(path, ec);
+    if (ec) file_size_ = 0;
+    compressed_ = gzdirect(file_) == 0;  // after gzbuffer, as zlib asks
   }
   gz_reader(const gz_reader&) = delete;
   gz_reader& operator=(const gz_reader&) = delete;
@@ -75,13 +80,25 @@ public:
             " remain");
   }
 
-  /// Appends up to n bytes to `out` in bounded chunks, so that a corrupt header claiming
-  /// terabytes fails on the missing data instead of on one huge allocation. Returns the count.
+  /// The most bytes this file can yield: its size when plain, 1032 times its size when gzip
+  /// (deflate's largest compression ratio). A header that declares more is refused before any
+  /// allocation (docs/reliability.md).
+  [[nodiscard]] std::size_t max_bytes() const {
+    constexpr std::size_t deflate_max_ratio = 1032;
+    if (!compressed_) return static_cast<std::size_t>(file_size_);
+    return file_size_ > std::numeric_limits<std::size_t>::max() / deflate_max_ratio
+               ? std::numeric_limits<std::size_t>::max()
+               : static_cast<std::size_t>(file_size_) * deflate_max_ratio;
+  }
+  [[nodiscard]] bool compressed() const { return compressed_; }
+
+  /// Appends up to n bytes to `out`, growing it with the data actually read (chunks of 64 KiB,
+  /// then as large as what is already held), so that memory stays within twice the bytes the
+  /// file yields, whatever n a header claims. Returns the count.
   std::size_t append_up_to(std::vector<std::uint8_t>& out, std::size_t n) {
-    constexpr std::size_t chunk = std::size_t{16} << 20;
     std::size_t total = 0;
     while (total < n) {
-      const std::size_t want = std::min(chunk, n - total);
+      const std::size_t want = std::min(n - total, std::max<std::size_t>(std::size_t{1} << 16, out.size()));
       const std::size_t old = out.size();
       out.resize(old + want);
       const std::size_t got = read_some(out.data() + old, want);
@@ -114,6 +131,8 @@ private:
   }
 
   gzFile file_ = nullptr;
+  std::uintmax_t file_size_ = 0;
+  bool compressed_ = false;
   std::string path_;
   std::string reader_;
 };

@@ -75,9 +75,13 @@ inline std::vector<std::size_t> read_idx_header(gz_reader& in, std::uint32_t exp
 }
 
 /// Reads `count` u8 elements in bounded chunks; a short file throws naming both counts.
+/// A count the file cannot hold (gz_reader::max_bytes) is refused before anything is allocated.
 inline std::vector<std::uint8_t> read_idx_payload(gz_reader& in, std::size_t count, std::string_view what) {
+  require(count <= in.max_bytes(), "idx: '", in.path(), "' declares ", what, " (", count,
+          " bytes), more than a ", in.compressed() ? "gzip " : "", "file of its size can hold (at most ",
+          in.max_bytes(), " bytes)");
   std::vector<std::uint8_t> bytes;
-  bytes.reserve(std::min<std::size_t>(count, std::size_t{64} << 20));
+  bytes.reserve(count);
   const std::size_t got = in.append_up_to(bytes, count);
   require(got == count, "idx: '", in.path(), "' is truncated: ", what, " need ", count, " bytes but only ", got,
           " remain");
