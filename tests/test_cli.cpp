@@ -43,6 +43,19 @@ TEST_CASE("cli: the tool is built", "[cli]") {
   REQUIRE(fs::exists(test::tool_path));
 }
 
+TEST_CASE("cli: the tool runs with the tests' NaN-filled heap", "[cli]") {
+  // support/poison_heap.cpp replaces the tool's operator new when the tests run it; the dynamic
+  // linker's log shows the binding. The sanitizer build fills the heap through ASan instead.
+  if (poison_env().empty()) {
+    SUCCEED("sanitizer build: ASan's malloc_fill_byte poisons the tool's heap (scripts/sanitize.sh)");
+    return;
+  }
+  temp_dir dir("cli-poison");
+  const result r = run_tool(dir, "--help", "LD_DEBUG=bindings");
+  REQUIRE(r.status == 0);
+  CHECK(contains(r.err, "libsoftdiff_poison_heap.so [0]: normal symbol `_Znwm'"));
+}
+
 TEST_CASE("cli: help at every level", "[cli]") {
   test::temp_dir dir("cli-help");
   for (const char* args : {"--help", "-h", "help"}) {

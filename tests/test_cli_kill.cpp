@@ -41,7 +41,7 @@ int run_and_kill(const std::string& args, std::chrono::milliseconds delay) {
     const int null = ::open("/dev/null", O_WRONLY);
     ::dup2(null, 1);
     ::dup2(null, 2);
-    const std::string cmd = "exec " + q(tool_path) + " " + args;  // exec: the kill reaches the tool itself
+    const std::string cmd = poison_env() + "exec " + q(tool_path) + " " + args;  // exec: the kill reaches the tool itself
     ::execl("/bin/sh", "sh", "-c", cmd.c_str(), static_cast<char*>(nullptr));
     ::_exit(127);
   }

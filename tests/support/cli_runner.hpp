@@ -13,6 +13,16 @@ namespace softdiff::test {
 
 inline const std::string tool_path = SOFTDIFF_BINARY_DIR "/examples/softdiff";
 
+#ifndef SOFTDIFF_POISON_LIBRARY
+#define SOFTDIFF_POISON_LIBRARY ""
+#endif
+/// The environment that gives the tool the tests' NaN-filled heap (support/poison_heap.cpp):
+/// `LD_PRELOAD=<library> `, or nothing in the sanitizer build.
+[[nodiscard]] inline std::string poison_env() {
+  const std::string lib = SOFTDIFF_POISON_LIBRARY;
+  return lib.empty() ? std::string() : "LD_PRELOAD='" + lib + "' ";
+}
+
 struct cli_result {
   int status = -1;  // exit status; 128 + signal number when killed by a signal
   std::string out, err;
@@ -29,7 +39,7 @@ using result = cli_result;  // the tool tests bring these names in with `using n
 /// Runs `[env] softdiff <args>` with stdout and stderr captured in files of `dir`.
 inline cli_result run_tool(const temp_dir& dir, const std::string& args, const std::string& env = "") {
   const std::filesystem::path out = dir / "stdout.txt", err = dir / "stderr.txt";
-  const std::string cmd = env + " " + q(tool_path) + " " + args + " >" + q(out) + " 2>" + q(err);
+  const std::string cmd = poison_env() + env + " " + q(tool_path) + " " + args + " >" + q(out) + " 2>" + q(err);
   const int raw = std::system(cmd.c_str());
   cli_result r;
   r.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : 128 + (WIFSIGNALED(raw) ? WTERMSIG(raw) : 0);
