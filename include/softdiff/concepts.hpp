@@ -100,6 +100,20 @@ concept TrainableDenoiser =
       { net.gradients() } -> std::convertible_to<std::span<typename N::scalar_type>>;
     };
 
+/// A TrainableDenoiser that splits a batch over replicas and can hand each replica's parameter
+/// gradients back unsummed (RefUNet): what data-parallel training needs (train/trainer.hpp). A
+/// batch of N runs as min(N, max_replicas()) replicas over equal shards; gradients are added in
+/// replica order.
+template <class N>
+concept ReplicatedDenoiser =
+    TrainableDenoiser<N> && requires(N& net, const N& cnet, std::size_t k, bool on) {
+      net.set_max_replicas(k);
+      { cnet.max_replicas() } -> std::convertible_to<std::size_t>;
+      net.set_sum_replicas(on);
+      { cnet.replicas_in_use() } -> std::convertible_to<std::size_t>;
+      { cnet.replica_gradients(k) } -> std::convertible_to<std::span<const typename N::scalar_type>>;
+    };
+
 /// What a sampler needs of a model (SoftDiffusion models it): h = E[x_0 | x_t] estimate,
 /// the corruption C_t, and sigma_t.
 template <class M>

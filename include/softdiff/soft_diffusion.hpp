@@ -164,10 +164,12 @@ public:
 
   /// The same batch with another objective (loss/kind.hpp): eq. 12 (ssm), the clean-image loss
   /// (clean) or eq. 7 in score space (dsm), all with per-sample weights w(t_i) and the 1/(N D)
-  /// normalisation; grad_phi receives the chosen loss's dL/dphi.
+  /// normalisation; grad_phi receives the chosen loss's dL/dphi. `whole` > 0: x0 is a shard of a
+  /// batch of `whole` samples (data-parallel training), and N = whole, so that the shards'
+  /// gradients are exactly those of the whole batch (`noise` must then start at the shard's offset).
   ::softdiff::loss::loss_value loss(const batch<T>& x0, std::span<const double> t, const noise_source& noise,
                                     ::softdiff::loss::weighting w, ::softdiff::loss::loss_kind kind,
-                                    batch<T>* grad_phi = nullptr) {
+                                    batch<T>* grad_phi = nullptr, std::size_t whole = 0) {
     corrupt(x0, t, noise, xt_);
     if constexpr (TrainableDenoiser<Net>)
       net_.forward(xt_, t, phi_);
@@ -182,11 +184,12 @@ public:
     weights_.resize(t.size());
     for (std::size_t n = 0; n < t.size(); ++n) weights_[n] = ::softdiff::loss::weight(w, sigmas_[n]);
     switch (kind) {
-      case ::softdiff::loss::loss_kind::clean: return clean_loss_(weights_, phi_, r_, grad_phi);
-      case ::softdiff::loss::loss_kind::dsm: return dsm_loss_(op_, levels_, sigmas_, weights_, phi_, xt_, x0, grad_phi);
+      case ::softdiff::loss::loss_kind::clean: return clean_loss_(weights_, phi_, r_, grad_phi, whole);
+      case ::softdiff::loss::loss_kind::dsm:
+        return dsm_loss_(op_, levels_, sigmas_, weights_, phi_, xt_, x0, grad_phi, whole);
       case ::softdiff::loss::loss_kind::ssm: break;
     }
-    return loss_(op_, levels_, weights_, phi_, r_, grad_phi);
+    return loss_(op_, levels_, weights_, phi_, r_, grad_phi, whole);
   }
 
   /// h = phi(x_t, t) + x_t, the estimate of x_0 (eq. 8, 10), all samples at time t.

@@ -38,7 +38,7 @@ public:
   /// loss = (1/(N D)) sum_i w_i ||phi_i - r_i||^2; grad_phi (may alias phi or r) receives
   /// (2/(N D)) w_i (phi_i - r_i).
   loss_value operator()(std::span<const double> weights, const batch<T>& phi, const batch<T>& r,
-                        batch<T>* grad_phi = nullptr) {
+                        batch<T>* grad_phi = nullptr, std::size_t whole = 0) {
     constexpr const char* where = "clean_image";
     detail::check_nonempty(where, phi);
     detail::check_batch("clean_image: phi", phi, phi);
@@ -51,10 +51,10 @@ public:
     detail::subtract(phi, r, diff);
     norms_.resize(n);
     detail::per_sample_squared_norms(diff, std::span<double>(norms_), partial_);
-    const loss_value v = detail::reduce(norms_, weights, d);
+    const loss_value v = detail::reduce(norms_, weights, d, whole);
     if (grad_phi != nullptr) {
       coefficient_.resize(n);
-      const double nd = static_cast<double>(n) * static_cast<double>(d);
+      const double nd = static_cast<double>(detail::normaliser(n, whole)) * static_cast<double>(d);
       for (std::size_t i = 0; i < n; ++i) coefficient_[i] = 2.0 * weights[i] / nd;
       detail::scale_per_sample(*grad_phi, coefficient_);
     }
@@ -84,7 +84,7 @@ public:
   /// (2/(N D)) (w_i / sigma_i^2) C_i^T e_i.
   loss_value operator()(const Op& op, std::span<const double> levels, std::span<const double> sigmas,
                         std::span<const double> weights, const batch<T>& phi, const batch<T>& x_t, const batch<T>& x0,
-                        batch<T>* grad_phi = nullptr) {
+                        batch<T>* grad_phi = nullptr, std::size_t whole = 0) {
     constexpr const char* where = "denoising_score_matching";
     detail::check_nonempty(where, phi);
     detail::check_batch("denoising_score_matching: phi", phi, phi);
@@ -118,11 +118,11 @@ public:
     }
     norms_.resize(n);
     detail::per_sample_squared_norms(score_, std::span<double>(norms_), partial_);
-    const loss_value v = detail::reduce(norms_, weights, d);
+    const loss_value v = detail::reduce(norms_, weights, d, whole);
     if (grad_phi != nullptr) {
       op::apply_per_sample(op, levels, score_, *grad_phi, true);  // C_t^T e
       coefficient_.resize(n);
-      const double nd = static_cast<double>(n) * static_cast<double>(d);
+      const double nd = static_cast<double>(detail::normaliser(n, whole)) * static_cast<double>(d);
       for (std::size_t i = 0; i < n; ++i) coefficient_[i] = 2.0 * weights[i] / (nd * sigmas[i] * sigmas[i]);
       detail::scale_per_sample(*grad_phi, coefficient_);
     }

@@ -142,14 +142,23 @@ void check_nonempty(const char* where, const batch<T>& phi) {
   softdiff::detail::require(phi.size() > 0, where, ": empty batch ", to_string(shape_of(phi)));
 }
 
-/// loss_value from per-sample squared norms and weights, with the 1 / (N D) normalisation.
-inline loss_value reduce(std::span<const double> norms, std::span<const double> weights, std::size_t d) {
+/// N of the 1 / (N D) normalisation: the batch's own size, or `whole` when the batch is a shard
+/// of a larger one (data-parallel training: each process holds part of the batch).
+[[nodiscard]] inline std::size_t normaliser(std::size_t n, std::size_t whole) {
+  softdiff::detail::require(whole == 0 || whole >= n, "loss: the whole batch (", whole, " samples) is smaller than this shard (", n, ")");
+  return whole == 0 ? n : whole;
+}
+
+/// loss_value from per-sample squared norms and weights, with the 1 / (N D) normalisation
+/// (N = normaliser(norms.size(), whole)).
+inline loss_value reduce(std::span<const double> norms, std::span<const double> weights, std::size_t d,
+                         std::size_t whole = 0) {
   loss_value v;
   for (std::size_t i = 0; i < norms.size(); ++i) {
     v.value += weights[i] * norms[i];
     v.unweighted += norms[i];
   }
-  const double nd = static_cast<double>(norms.size()) * static_cast<double>(d);
+  const double nd = static_cast<double>(normaliser(norms.size(), whole)) * static_cast<double>(d);
   v.value /= nd;
   v.unweighted /= nd;
   return v;
@@ -164,9 +173,10 @@ public:
   using T = typename Op::scalar_type;
 
   /// loss = (1/(N D)) sum_i w_i ||C_i (phi_i - r_i)||^2, r = x_0 - x_t. If grad_phi is not null it
-  /// receives (2/(N D)) w_i C_i^T C_i (phi_i - r_i); it may alias phi or r.
+  /// receives (2/(N D)) w_i C_i^T C_i (phi_i - r_i); it may alias phi or r. N is the batch's size,
+  /// or `whole` when this batch is a shard of a batch of `whole` samples (the shards' values add up).
   loss_value operator()(const Op& op, std::span<const double> levels, std::span<const double> weights,
-                        const batch<T>& phi, const batch<T>& r, batch<T>* grad_phi = nullptr) {
+                        const batch<T>& phi, const batch<T>& r, batch<T>* grad_phi = nullptr, std::size_t whole = 0) {
     constexpr const char* where = "soft_score_matching";
     detail::check_nonempty(where, phi);
     detail::check_batch("soft_score_matching: phi", phi, phi);
@@ -179,12 +189,12 @@ public:
     op::apply_per_sample(op, levels, diff_, corrupted_);      // e_i = C_i (phi_i - r_i)
     norms_.resize(n);
     detail::per_sample_squared_norms(corrupted_, std::span<double>(norms_), partial_);
-    const loss_value v = detail::reduce(norms_, weights, d);
+    const loss_value v = detail::reduce(norms_, weights, d, whole);
 
     if (grad_phi != nullptr) {
       op::apply_per_sample(op, levels, corrupted_, *grad_phi, true);  // C_i^T e_i
       coefficient_.resize(n);
-      const double nd = static_cast<double>(n) * static_cast<double>(d);
+      const double nd = static_cast<double>(detail::normaliser(n, whole)) * static_cast<double>(d);
       for (std::size_t i = 0; i < n; ++i) coefficient_[i] = 2.0 * weights[i] / nd;
       detail::scale_per_sample(*grad_phi, coefficient_);
     }

@@ -87,6 +87,22 @@ T* reserve(std::vector<T>& v, std::size_t n) {
 /// in segment order: a fixed summation tree, so gradients are bitwise the same for any thread
 /// count (segments run in parallel; their number never depends on the threads).
 inline constexpr std::size_t reduction_segments = 8;
+/// out[i] = g[0][i] + g[1][i] + ... + g[R-1][i], added left to right: the one order in which
+/// replicas' parameter gradients are combined, by RefUNet within a process and by data-parallel
+/// training across processes (so both give the same bits). `out` may be g[0].
+template <class T>
+void sum_in_order(std::span<T* const> g, T* out, std::size_t count, int threads) {
+  const std::size_t R = g.size();
+  T* const* p = g.data();
+  const auto n = static_cast<std::ptrdiff_t>(count);
+#pragma omp parallel for simd schedule(static) num_threads(threads) if (n > 32768)
+  for (std::ptrdiff_t i = 0; i < n; ++i) {
+    T sum = p[0][i];
+    for (std::size_t r = 1; r < R; ++r) sum += p[r][i];
+    out[i] = sum;
+  }
+}
+
 /// Samples per segment at least (where N allows): fewer, larger segments cost fewer partial sums.
 inline constexpr std::size_t min_segment_samples = 4;
 

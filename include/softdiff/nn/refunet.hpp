@@ -398,16 +398,9 @@ public:
         if (r > 0) r_[r]->store.zero_grad();
         r_[r]->run_backward(dphi, split_[r], split_[r + 1], need_input_grad);
       });
-      // gradients() += the other replicas' gradients
+      // gradients() += the other replicas' gradients, in replica order (unless the caller adds them)
       for (std::size_t r = 0; r < R; ++r) grads_[r] = r_[r]->store.gradients().data();
-      T* const* g = grads_.data();
-      const auto count = static_cast<std::ptrdiff_t>(parameter_count());
-#pragma omp parallel for simd schedule(static) num_threads(team()) if (count > 32768)
-      for (std::ptrdiff_t i = 0; i < count; ++i) {
-        T sum = g[0][i];
-        for (std::size_t r = 1; r < R; ++r) sum += g[r][i];
-        g[0][i] = sum;
-      }
+      if (sum_replicas_) detail::sum_in_order<T>(std::span<T* const>(grads_), grads_[0], parameter_count(), team());
       if (need_input_grad) {
         ensure_shape(input_grad_, out_shape_);
         const std::size_t per = out_shape_[1] * out_shape_[2] * out_shape_[3];
@@ -417,6 +410,18 @@ public:
       }
     }
     has_input_grad_ = need_input_grad;
+  }
+
+  /// Data-parallel training (train/trainer.hpp): with `on` false, backward leaves each replica's
+  /// parameter gradients in its own buffer (replica_gradients) instead of adding them into
+  /// gradients(), so that replicas computed by several processes can be added in one order
+  /// (detail::sum_in_order), the order a single process uses.
+  void set_sum_replicas(bool on) { sum_replicas_ = on; }
+  /// The parameter gradients of replica r (< replicas_in_use()) after the last backward; replica
+  /// 0's are gradients().
+  [[nodiscard]] std::span<const T> replica_gradients(std::size_t r) const {
+    ::softdiff::detail::require(r < active_, "refunet::replica_gradients: replica ", r, " of ", active_);
+    return std::as_const(r_[r]->store).gradients();
   }
 
   /// dL/dx of the last backward(dphi, true).
@@ -443,6 +448,8 @@ public:
   /// reproducible for a given k on any thread count. Takes effect at the next forward.
   void set_max_replicas(std::size_t k) { max_replicas_ = k; }
   static constexpr std::size_t default_replicas = 4;
+  /// The k of set_max_replicas (default_replicas when unset).
+  [[nodiscard]] std::size_t max_replicas() const { return max_replicas_ > 0 ? max_replicas_ : default_replicas; }
   /// Replicas the last forward used.
   [[nodiscard]] std::size_t replicas_in_use() const { return active_; }
 
@@ -486,6 +493,7 @@ private:
   std::vector<std::size_t> split_;                            // replica r: samples [split_[r], split_[r + 1])
   std::vector<T*> grads_;                                     // the replicas' gradient buffers
   std::size_t active_ = 1, max_replicas_ = 0;
+  bool sum_replicas_ = true;
   shape4 out_shape_{};
   batch<T> input_grad_;  // dL/dx gathered from the replicas
   bool forwarded_ = false, has_input_grad_ = false;
@@ -493,5 +501,7 @@ private:
 
 static_assert(TrainableDenoiser<refunet<float>>);
 static_assert(TrainableDenoiser<refunet<double>>);
+static_assert(ReplicatedDenoiser<refunet<float>>);
+static_assert(ReplicatedDenoiser<refunet<double>>);
 
 }  // namespace softdiff::nn

@@ -16,6 +16,14 @@
 // A step that meets a non-finite value (data, network output, loss or gradient) throws
 // train::step_error naming the step, and changes neither weights, moments, EMA nor the
 // counter: the last checkpoint written stays the last good state.
+//
+// Data-parallel (docs/distributed.md): with a Communicator of P > 1 processes, every process
+// draws the same global batch, the batch's R = min(B, net.max_replicas()) replicas (RefUNet's
+// equal shards) are dealt out in contiguous blocks, replicas [R p / P, R (p + 1) / P) to rank p,
+// and each process runs the loss (normalised by the whole batch) and backward on its replicas
+// only. The replicas' gradients are all-gathered and added in replica order, as one process
+// adds them, so the weights, Adam moments and EMA are bitwise those of a single process for any
+// P <= R. Every process then takes the same Adam step. Needs B divisible by R.
 #include <cmath>
 #include <concepts>
 #include <cstddef>
@@ -30,6 +38,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "softdiff/backend/communicator.hpp"
 #include "softdiff/concepts.hpp"
 #include "softdiff/data/json.hpp"
 #include "softdiff/data/safetensors.hpp"
@@ -39,6 +48,7 @@
 #include "softdiff/nn/adam.hpp"
 #include "softdiff/nn/checkpoint.hpp"
 #include "softdiff/nn/ema.hpp"
+#include "softdiff/nn/layer_support.hpp"
 #include "softdiff/nn/parameter_store.hpp"
 #include "softdiff/random.hpp"
 #include "softdiff/soft_diffusion.hpp"
@@ -148,7 +158,8 @@ struct step_result {
   double learning_rate = 0.0;  ///< after warm-up
 };
 
-template <CorruptionOperator Op, Schedule Sched, NamedTrainableDenoiser Net>
+template <CorruptionOperator Op, Schedule Sched, NamedTrainableDenoiser Net,
+          backend::Communicator Comm = backend::single_process>
   requires std::same_as<typename Op::scalar_type, typename Net::scalar_type>
 class trainer {
 public:
@@ -157,9 +168,10 @@ public:
 
   /// `data`: the training images [M, C, H, W] (finite, checked here). The model's final
   /// distribution p_1 is fitted to them unless it already has one. The EMA starts at the
-  /// network's current weights.
-  trainer(model_type model, batch<T> data, trainer_config config)
-      : model_(std::move(model)), data_(std::move(data)), config_(config), batches_(config.seed) {
+  /// network's current weights. With a communicator of several processes, every process
+  /// passes the same model, data and config (see the top of this file).
+  trainer(model_type model, batch<T> data, trainer_config config, Comm comm = Comm())
+      : model_(std::move(model)), data_(std::move(data)), config_(config), batches_(config.seed), comm_(std::move(comm)) {
     detail::require(config_.batch_size > 0, "train::trainer: batch size must be > 0");
     detail::require(std::isfinite(config_.t_min) && config_.t_min > 0.0 && config_.t_min < 1.0,
                     "train::trainer: t_min = ", config_.t_min, " must lie in (0, 1) (sigma_0 = 0 at t = 0)");
@@ -172,6 +184,7 @@ public:
     ema_ = nn::ema<T>(std::span<const T>(net.parameters()), config_.ema_decay);
     if (!model_.final_distribution().has_value()) model_.fit_final_distribution(data_);
     times_.resize(config_.batch_size);
+    if (comm_.size() > 1) plan_shards();
   }
 
   /// One training step (see the top of this file). Throws step_error, with nothing updated,
@@ -187,9 +200,14 @@ public:
       const noise_source noise{config_.seed, stream_for(stream_purpose::training, static_cast<std::uint64_t>(k))};
       // eq. 12: L = w(t) ||C_t (phi(x_t, t) - r_t)||^2, r_t = x_0 - x_t; grad_phi_ = 2 w(t) C_t^T C_t (phi - r_t)
       // (or the clean-image loss / eq. 7 and its gradient, per config_.loss)
-      const loss::loss_value v = model_.loss(x0_, times_, noise, config_.weighting, config_.loss, &grad_phi_);
-      detail::require(std::isfinite(v.value), "the loss is ", v.value);
-      net.backward(grad_phi_);
+      loss::loss_value v;
+      if (comm_.size() == 1) {
+        v = model_.loss(x0_, times_, noise, config_.weighting, config_.loss, &grad_phi_);
+        detail::require(std::isfinite(v.value), "the loss is ", v.value);
+        net.backward(grad_phi_);
+      } else {
+        v = sharded_loss_and_gradients(noise);
+      }
       r.grad_norm = adam_.step(net.parameters(), net.gradients());  // throws before updating if not finite
       ema_.update(std::span<const T>(net.parameters()));
       r.loss = v.value;
@@ -247,9 +265,11 @@ public:
 
   /// Writes the whole training state to `path` (temporary file, then rename): the EMA weights
   /// under the network's names, train.weights / train.adam_m / train.adam_v, and metadata
-  /// "softdiff" = describe(description) plus `extra` entries (e.g. "refunet_config").
+  /// "softdiff" = describe(description) plus `extra` entries (e.g. "refunet_config"). Data-parallel,
+  /// only rank 0 writes (every rank holds the same state); the others return at once.
   void save_checkpoint(const std::filesystem::path& path, const nlohmann::json& description = nlohmann::json::object(),
                        const std::map<std::string, std::string>& extra = {}) const {
+    if (comm_.rank() != 0) return;
     const Net& net = model_.network();
     const auto& layout = net.store().entries();
     data::safetensors_writer w;
@@ -291,7 +311,100 @@ public:
 
   void load_checkpoint(const std::filesystem::path& path) { load_checkpoint(data::read_safetensors(path)); }
 
+  [[nodiscard]] Comm& communicator() { return comm_; }
+  [[nodiscard]] const Comm& communicator() const { return comm_; }
+  /// The replicas of the global batch and this process's block [first, last) of them (data-parallel).
+  struct shard_plan {
+    std::size_t replicas = 1, first = 0, last = 1, samples_per_replica = 0;
+  };
+  [[nodiscard]] const shard_plan& shards() const { return shards_; }
+
 private:
+  /// Deals the global batch's replicas out to the processes (see the top of this file).
+  void plan_shards() {
+    const auto P = static_cast<std::size_t>(comm_.size());
+    const auto p = static_cast<std::size_t>(comm_.rank());
+    const std::size_t B = config_.batch_size;
+    if constexpr (ReplicatedDenoiser<Net>) {
+      const std::size_t R = std::min(B, model_.network().max_replicas());
+      detail::require(P <= R, "train::trainer: ", P, " processes but the batch of ", B, " runs as ", R,
+                      " replicas; data-parallel training needs at least one replica per process "
+                      "(raise the network's replica count or the batch size, or use fewer processes)");
+      detail::require(B % R == 0, "train::trainer: the global batch of ", B, " samples does not split into ", R,
+                      " equal replicas for ", P, " processes; choose a batch size divisible by ", R);
+      shards_ = {R, R * p / P, R * (p + 1) / P, B / R};
+    } else {
+      throw error(detail::concat("train::trainer: data-parallel training over ", P,
+                                 " processes needs a network that hands back its replicas' gradients "
+                                 "(ReplicatedDenoiser, e.g. nn::refunet)"));
+    }
+  }
+
+  /// This process's replicas: the loss (normalised by the whole batch) and its gradients, then
+  /// every replica's gradients from every process, added in replica order into the network's
+  /// gradients. Returns the whole batch's loss (the processes' parts added in rank order). A
+  /// failure on any process throws on every process, naming the rank.
+  loss::loss_value sharded_loss_and_gradients(const noise_source& noise) {
+    if constexpr (ReplicatedDenoiser<Net>) {
+      Net& net = model_.network();
+      const shard_plan& s = shards_;
+      const std::size_t local = s.last - s.first, n0 = s.first * s.samples_per_replica;
+      const std::size_t n_local = local * s.samples_per_replica, d = x0_.size() / x0_.shape()[0];
+      const std::size_t count = net.parameter_count(), P = static_cast<std::size_t>(comm_.size());
+      struct restore {
+        Net& net;
+        std::size_t k;
+        ~restore() {
+          net.set_max_replicas(k);
+          net.set_sum_replicas(true);
+        }
+      } guard{net, net.max_replicas()};
+      loss::loss_value v;
+      std::string failure;
+      try {
+        ensure_shape(shard_, shape4{n_local, x0_.shape()[1], x0_.shape()[2], x0_.shape()[3]});
+        std::copy_n(x0_.data() + n0 * d, n_local * d, shard_.data());
+        net.set_max_replicas(local);
+        net.set_sum_replicas(false);
+        // the shard's noise is the global batch's at the shard's flat offset; N of 1/(N D) is B
+        v = model_.loss(shard_, std::span<const double>(times_).subspan(n0, n_local), noise.shifted(n0 * d),
+                        config_.weighting, config_.loss, &grad_phi_, config_.batch_size);
+        net.backward(grad_phi_);
+        detail::require(net.replicas_in_use() == local, "the network ran ", net.replicas_in_use(), " replicas, not ",
+                        local);
+        send_.resize(local * count);
+        for (std::size_t j = 0; j < local; ++j) std::ranges::copy(net.replica_gradients(j), send_.begin() + j * count);
+      } catch (const std::exception& e) {
+        failure = e.what();
+      }
+      // [value, unweighted, failed] from every process: a failure anywhere stops every process here.
+      const double mine[3] = {v.value, v.unweighted, failure.empty() ? 0.0 : 1.0};
+      std::vector<double> parts(3 * P);
+      const std::vector<std::size_t> threes(P, 3);
+      comm_.all_gather(std::span<const double>(mine), std::span<double>(parts), std::span<const std::size_t>(threes));
+      bool any_failed = false;
+      for (std::size_t q = 0; q < P; ++q) any_failed = any_failed || parts[3 * q + 2] != 0.0;
+      if (any_failed) backend::require_all_ok(comm_, failure);
+      loss::loss_value total;
+      for (std::size_t q = 0; q < P; ++q) {
+        total.value += parts[3 * q];
+        total.unweighted += parts[3 * q + 1];
+      }
+      detail::require(std::isfinite(total.value), "the loss is ", total.value);
+
+      std::vector<std::size_t> counts(P);
+      for (std::size_t q = 0; q < P; ++q) counts[q] = (s.replicas * (q + 1) / P - s.replicas * q / P) * count;
+      recv_.resize(s.replicas * count);
+      comm_.all_gather(std::span<const T>(send_), std::span<T>(recv_), std::span<const std::size_t>(counts));
+      grads_.resize(s.replicas);
+      for (std::size_t r = 0; r < s.replicas; ++r) grads_[r] = recv_.data() + r * count;
+      nn::detail::sum_in_order<T>(std::span<T* const>(grads_), net.gradients().data(), count, nn::detail::layer_threads());
+      return total;
+    } else {
+      throw error("train::trainer: data-parallel training needs a ReplicatedDenoiser");
+    }
+  }
+
   model_type model_;
   batch<T> data_;
   trainer_config config_;
@@ -299,13 +412,18 @@ private:
   nn::adam<T> adam_;
   nn::ema<T> ema_;
   std::int64_t step_ = 0;
-  batch<T> x0_, grad_phi_;
+  batch<T> x0_, grad_phi_, shard_;
   std::vector<double> times_;
-  std::vector<T> saved_;
+  std::vector<T> saved_, send_, recv_;
+  std::vector<T*> grads_;
+  Comm comm_;
+  shard_plan shards_;
 };
 
-/// train::trainer tr(SoftDiffusion(op, schedule, net), images, config) deduces the policies.
+/// train::trainer tr(SoftDiffusion(op, schedule, net), images, config[, communicator]) deduces the policies.
 template <class Op, class Sched, class Net, class T>
 trainer(SoftDiffusion<Op, Sched, Net>, batch<T>, trainer_config) -> trainer<Op, Sched, Net>;
+template <class Op, class Sched, class Net, class T, backend::Communicator Comm>
+trainer(SoftDiffusion<Op, Sched, Net>, batch<T>, trainer_config, Comm) -> trainer<Op, Sched, Net, Comm>;
 
 }  // namespace softdiff::train
