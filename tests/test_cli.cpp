@@ -56,6 +56,16 @@ TEST_CASE("cli: the tool runs with the tests' NaN-filled heap", "[cli]") {
   CHECK(contains(r.err, "libsoftdiff_poison_heap.so [0]: normal symbol `_Znwm'"));
 }
 
+#if !SOFTDIFF_ENABLE_MPI
+TEST_CASE("cli: a tool built without MPI refuses to train as several MPI processes", "[cli][mpi]") {
+  temp_dir dir("cli-no-mpi");
+  const result r = run_tool(dir, "train --out " + q(dir / "run") + " --steps 1", "OMPI_COMM_WORLD_SIZE=2");
+  CHECK(r.status == 2);
+  CHECK(contains(r.err, "started as 2 processes, but this softdiff was built without MPI"));
+  CHECK_FALSE(std::filesystem::exists(dir / "run"));
+}
+#endif
+
 TEST_CASE("cli: help at every level", "[cli]") {
   test::temp_dir dir("cli-help");
   for (const char* args : {"--help", "-h", "help"}) {

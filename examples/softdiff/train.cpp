@@ -27,6 +27,7 @@
 #include "model_description.hpp"
 #include "model_setup.hpp"
 #include "operators.hpp"
+#include "process_group.hpp"
 #include "softdiff/data/dataset.hpp"
 #include "softdiff/data/json.hpp"
 #include "softdiff/data/output_file.hpp"
@@ -42,7 +43,7 @@ namespace {
 
 namespace fs = std::filesystem;
 using clock_type = std::chrono::steady_clock;
-using trainer_type = train::trainer<any_operator<float>, any_schedule, nn::refunet<float>>;
+using trainer_type = train::trainer<any_operator<float>, any_schedule, nn::refunet<float>, process_group>;
 
 std::atomic<bool> interrupted{false};
 extern "C" void on_interrupt(int) { interrupted.store(true); }
@@ -114,9 +115,32 @@ any_schedule make_training_schedule(const arg_parser& a, const model_description
   return any_schedule(schedule::two_stage(p));
 }
 
+
+int train_on(process_group group, const arguments& args);
+
 }  // namespace
 
+/// Data-parallel over an MPI job's processes when started by mpirun / srun (process_group.hpp):
+/// an error that only some processes met ends the whole job, naming the rank.
 int run_train(const arguments& args) {
+  process_group group = process_group::start();
+  if (group.size() == 1) return train_on(group, args);
+  try {
+    return train_on(group, args);
+  } catch (const usage_error& e) {
+    if (group.rank() == 0) std::cerr << "softdiff train: " << e.what() << "\n(run 'softdiff train --help' for usage)\n";
+    group.abort(2);
+  } catch (const std::exception& e) {
+    std::cerr << "softdiff train: error (rank " << group.rank() << " of " << group.size() << "): " << e.what() << "\n";
+    group.abort(1);
+  }
+}
+
+namespace {
+
+int train_on(process_group group, const arguments& args) {
+  const bool root = group.rank() == 0;  // only rank 0 writes files and prints
+  std::ostream& log = std::cerr;
   arg_parser a("softdiff train", "train a Soft Diffusion model (RefUNet) on images; resumes from DIR/checkpoint.safetensors");
   a.required("out", "DIR", "output directory: checkpoint.safetensors, samples_stepN.png")
       .option("data", "PATH", "training images: an IDX file or directory (MNIST layout), CIFAR-10 batches, PNG folder, "
@@ -154,7 +178,7 @@ int run_train(const arguments& args) {
   const fs::path out = a.text("out");
   if (fs::exists(out) && !fs::is_directory(out))
     throw usage_error("--out " + out.string() + " is a file; it must name a directory (made if absent)");
-  data::detail::remove_stale_temporaries(out);  // of a run killed while writing (docs/reliability.md)
+  if (root) data::detail::remove_stale_temporaries(out);  // of a run killed while writing (docs/reliability.md)
   const fs::path ckpt = out / "checkpoint.safetensors";
   const long steps_target = a.given("steps") ? a.integer("steps", 1, std::numeric_limits<long>::max()) : -1;
   const double minutes = a.given("minutes") ? a.number("minutes") : -1.0;
@@ -231,9 +255,20 @@ int run_train(const arguments& args) {
     }
   }
 
-  // Data.
+  // Data: every process loads all of it (each draws the same global batches).
   std::string data_description;
-  batch<float> images = load_images(desc.data, desc.limit, data_description);
+  batch<float> images;
+  if (group.size() == 1) {
+    images = load_images(desc.data, desc.limit, data_description);
+  } else {
+    std::string problem;  // a process without the data names itself and the path; all stop
+    try {
+      images = load_images(desc.data, desc.limit, data_description);
+    } catch (const std::exception& e) {
+      problem = e.what();
+    }
+    backend::require_all_ok(group, problem);
+  }
   if (desc.pad) images = data::pad_to_multiple(images, desc.network.size_multiple());
   const shape4 s = shape_of(images);
   detail::require(s[0] > 0, desc.data, ": no images");
@@ -245,6 +280,19 @@ int run_train(const arguments& args) {
     throw usage_error("--schedule " + a.text("schedule") + " was made for " + data::json_excerpt(table_json["image"]) +
                       " images (C, H, W) but the training images are " + nlohmann::json(image).dump() +
                       "; make a schedule for these images with `softdiff schedule`");
+  if (group.size() > 1) {
+    // Processes that differ in options, data or checkpoint would train different models.
+    std::string args_text;
+    for (const std::string& x : args) args_text += (args_text.empty() ? "" : " ") + x;
+    std::uint64_t hash = 1469598103934665603ull;  // FNV-1a of the image bytes
+    const auto* bytes = reinterpret_cast<const unsigned char*>(images.data());
+    for (std::size_t i = 0; i < images.size() * sizeof(float); ++i) hash = (hash ^ bytes[i]) * 1099511628211ull;
+    std::ostringstream id;
+    id << "command line: " << args_text << "\ndata: " << desc.data << ", " << s[0] << " images " << s[1] << "x" << s[2]
+       << "x" << s[3] << ", FNV-1a " << std::hex << hash << std::dec << "\ncheckpoint: "
+       << (resuming ? nn::metadata_json(*resume, "softdiff").dump() : std::string("none (a new run)")) << "\n";
+    backend::require_same_everywhere(group, id.str(), "configuration (command line, data, checkpoint)");
+  }
   desc.image = image;
   desc.network.in_channels = s[1];
   desc.network.check_image_size(s[2], s[3], ("softdiff train: " + desc.data).c_str());
@@ -259,29 +307,31 @@ int run_train(const arguments& args) {
   model_type model(make_operator(desc), *desc.schedule, std::move(net));
   if (resuming) model.set_final_distribution(*desc.final_distribution);
   const train::trainer_config tc = desc.recipe;
-  trainer_type tr(std::move(model), std::move(images), tc);
+  trainer_type tr(std::move(model), std::move(images), tc, group);
   if (resume) tr.load_checkpoint(*resume);
   resume.reset();
   desc.final_distribution = *tr.model().final_distribution();
   const auto [meta, extra] = checkpoint_metadata(desc);
 
-  fs::create_directories(out);
+  if (root) fs::create_directories(out);
   const std::int64_t start_step = tr.steps_done();
   if (steps_target >= 0 && start_step >= steps_target) {
-    std::cout << ckpt.string() << " is at step " << start_step << " >= --steps " << steps_target << "; nothing to do\n";
+    if (root) std::cout << ckpt.string() << " is at step " << start_step << " >= --steps " << steps_target << "; nothing to do\n";
     return 0;
   }
-  std::cerr << "softdiff train: " << (start_step > 0 ? "resuming at step " + std::to_string(start_step) : std::string("starting"))
+  if (root)
+    log << "softdiff train: " << (start_step > 0 ? "resuming at step " + std::to_string(start_step) : std::string("starting"))
             << ": " << data_description << ", " << s[0] << " images " << s[1] << "x" << s[2] << "x" << s[3]
             << "; RefUNet " << nn::to_json_text(desc.network) << ", " << tr.model().network().parameter_count()
             << " parameters; operator " << desc.op << ", schedule " << schedule_kind_name(desc.kind) << " ("
             << desc.schedule->name() << ", noise " << schedule::noise_mode_name(desc.noise.mode) << ", sigma "
             << desc.noise.sigma_min << " -> " << desc.noise.sigma_max << "); loss " << loss::loss_kind_name(tc.loss)
             << ", weighting " << train::weighting_name(tc.weighting) << "; batch " << tc.batch_size << ", seed "
-            << tc.seed << "\n";
+            << tc.seed << (group.size() > 1 ? "; " + group.name() + " (data-parallel)" : std::string()) << "\n";
 
   auto save = [&] { tr.save_checkpoint(ckpt, meta, extra); };
-  auto write_samples = [&] {
+  auto write_samples = [&]() -> fs::path {
+    if (!root) return {};
     const fs::path png = out / ("samples_step" + std::to_string(tr.steps_done()) + ".png");
     const batch<float> x = tr.with_ema_weights([&](model_type& m) {
       return m.sample<sampler::momentum<float>>(sample_count, sample_steps, tc.seed + 1);
@@ -308,7 +358,8 @@ int run_train(const arguments& args) {
 
   std::int64_t last_saved = start_step;
   try {
-    while ((steps_target < 0 || tr.steps_done() < steps_target) && elapsed() < budget && !interrupted.load()) {
+    // rank 0 decides whether to go on (its clock and its interrupt), so that all stop at one step
+    while (group.agree((steps_target < 0 || tr.steps_done() < steps_target) && elapsed() < budget && !interrupted.load())) {
       const auto s0 = clock_type::now();
       const train::step_result r = tr.step();
       train_seconds += std::chrono::duration<double>(clock_type::now() - s0).count();
@@ -321,12 +372,12 @@ int run_train(const arguments& args) {
       }
       if (sample_every > 0 && r.step % sample_every == 0) write_samples();
       const double now = elapsed();
-      if (now - last_print >= print_every) {
+      if (root && now - last_print >= print_every) {
         const double rate = static_cast<double>(done) / std::max(train_seconds, 1e-9);  // steps per second
         double eta = budget - now;
         if (steps_target >= 0) eta = std::min(eta, static_cast<double>(steps_target - r.step) / std::max(rate, 1e-9));
         char line[200];
-        std::snprintf(line, sizeof line, "step %lld%s  loss %.5f  lr %.2e  %.1f img/s  ETA %s",
+        std::snprintf(line, sizeof line, "step %lld%s  loss %.5f  lr %.2e  %.1f img/s  ETA %s",  // img/s: all processes
                       static_cast<long long>(r.step),
                       steps_target >= 0 ? ("/" + std::to_string(steps_target)).c_str() : "", loss_sum / loss_n,
                       r.learning_rate, rate * static_cast<double>(tc.batch_size), format_duration(eta).c_str());
@@ -337,20 +388,23 @@ int run_train(const arguments& args) {
       }
     }
   } catch (const train::step_error& e) {
-    if (tty) std::cerr << "\n";
+    if (tty && root) std::cerr << "\n";
     throw error(std::string(e.what()) + "\n" +
                 (last_saved > 0 ? ckpt.string() + " (step " + std::to_string(last_saved) + ") is kept unchanged"
                                 : std::string("no checkpoint was written")));
   }
-  if (tty) std::cerr << "\n";
+  if (tty && root) std::cerr << "\n";
   if (tr.steps_done() != last_saved) save();
   const fs::path png = write_samples();
   const double secs = elapsed();
-  std::cout << (interrupted.load() ? "interrupted; " : "") << "trained steps " << start_step << " -> " << tr.steps_done()
+  if (root)
+    std::cout << (interrupted.load() ? "interrupted; " : "") << "trained steps " << start_step << " -> " << tr.steps_done()
             << " in " << format_duration(secs) << " ("
             << static_cast<double>(tr.steps_done() - start_step) / std::max(train_seconds, 1e-9) << " steps/s); wrote "
             << ckpt.string() << " and " << png.string() << "\n";
   return interrupted.load() ? 130 : 0;
 }
+
+}  // namespace
 
 }  // namespace softdiff::cli

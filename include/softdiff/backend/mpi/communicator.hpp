@@ -114,6 +114,12 @@ public:
   }
 
   [[nodiscard]] std::string name() const { return "MPI, " + std::to_string(size_) + " processes"; }
+  /// Ends every process of the job (MPI_Abort): for an error that only this process met, where
+  /// the others would otherwise wait in their next collective forever.
+  [[noreturn]] void abort(int code) const {
+    MPI_Abort(comm_, code);
+    std::exit(code);
+  }
   [[nodiscard]] MPI_Comm native() const { return comm_; }
 
 private:
