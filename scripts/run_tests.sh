@@ -3,8 +3,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # matplotlib: the plots of scripts/reproduce.sh (test reproduce_quick); clang and its runtimes:
-# the fuzz targets (test fuzz_brief, scripts/fuzz.sh).
-bash scripts/install_deps.sh python3-matplotlib clang libclang-rt-14-dev libomp-dev
+# the fuzz targets (test fuzz_brief, scripts/fuzz.sh); Open MPI: data-parallel training
+# (tests/mpi, SOFTDIFF_ENABLE_MPI).
+bash scripts/install_deps.sh python3-matplotlib clang libclang-rt-14-dev libomp-dev libopenmpi-dev openmpi-bin
 build=${SOFTDIFF_BUILD_DIR:-build}
 # The CUDA backend and its tests are compiled whenever nvcc is installed (CI has the toolkit but
 # no GPU: the GPU tests are built, not registered; scripts/gpu_check.sh runs them on a GPU).
@@ -20,7 +21,7 @@ if [[ "${SOFTDIFF_CMAKE_ARGS:-}" != *SOFTDIFF_ENABLE_CUDA* ]]; then
     echo "run_tests.sh: no nvcc found; the CUDA backend is not compiled"
   fi
 fi
-cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release "${cuda_args[@]}" ${SOFTDIFF_CMAKE_ARGS:-}
+cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DSOFTDIFF_ENABLE_MPI=ON "${cuda_args[@]}" ${SOFTDIFF_CMAKE_ARGS:-}
 cmake --build "$build" -j "$(nproc)"
 cd "$build"
 OMP_NUM_THREADS=$(nproc) ctest --output-on-failure --timeout 1200 -j 1
