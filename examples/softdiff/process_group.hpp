@@ -77,6 +77,14 @@ public:
 #endif
     single_.all_gather(mine, all, counts);
   }
+  template <class T>
+  void all_to_all(std::span<const T> send, std::span<const std::size_t> send_counts, std::span<T> recv,
+                  std::span<const std::size_t> recv_counts) {
+#if SOFTDIFF_ENABLE_MPI
+    if (comm_) return comm_->all_to_all(send, send_counts, recv, recv_counts);
+#endif
+    single_.all_to_all(send, send_counts, recv, recv_counts);
+  }
   [[nodiscard]] std::string name() const {
 #if SOFTDIFF_ENABLE_MPI
     if (comm_) return comm_->name();

@@ -9,3 +9,7 @@ template void softdiff::backend::cuda::nccl_communicator::all_gather<double>(std
 template void softdiff::backend::cuda::nccl_communicator::all_gather<std::byte>(std::span<const std::byte>,
                                                                                std::span<std::byte>,
                                                                                std::span<const std::size_t>);
+template void softdiff::backend::cuda::nccl_communicator::all_to_all<float>(std::span<const float>,
+                                                                           std::span<const std::size_t>,
+                                                                           std::span<float>,
+                                                                           std::span<const std::size_t>);

@@ -15,10 +15,13 @@
 namespace softdiff::test {
 
 struct thread_group {
-  explicit thread_group(int n) : size(n), sync(n) {}
+  explicit thread_group(int n)
+      : size(n), sync(n), sends(static_cast<std::size_t>(n)), send_counts(static_cast<std::size_t>(n)) {}
   int size;
   std::barrier<> sync;
   std::vector<std::byte> buffer;
+  std::vector<const void*> sends;                // all_to_all: each rank's send buffer
+  std::vector<const std::size_t*> send_counts;  // and its counts
 };
 
 class thread_communicator {
@@ -43,6 +46,27 @@ public:
     std::memcpy(g_->buffer.data() + offset * sizeof(T), mine.data(), mine.size_bytes());
     barrier();
     std::memcpy(all.data(), g_->buffer.data(), all.size_bytes());
+    barrier();
+  }
+  template <class T>
+  void all_to_all(std::span<const T> send, std::span<const std::size_t> send_counts, std::span<T> recv,
+                  std::span<const std::size_t> recv_counts) {
+    backend::detail::check_all_to_all(send.size(), send_counts, recv.size(), recv_counts, size(),
+                                      "thread_communicator::all_to_all");
+    g_->sends[static_cast<std::size_t>(rank_)] = send.data();
+    g_->send_counts[static_cast<std::size_t>(rank_)] = send_counts.data();
+    barrier();
+    std::size_t at = 0;
+    for (int p = 0; p < size(); ++p) {  // rank p's part for this rank starts after its parts for ranks < rank_
+      const std::size_t* c = g_->send_counts[static_cast<std::size_t>(p)];
+      std::size_t offset = 0;
+      for (int q = 0; q < rank_; ++q) offset += c[q];
+      const std::size_t n = c[rank_];
+      softdiff::detail::require(n == recv_counts[static_cast<std::size_t>(p)], "thread_communicator::all_to_all: rank ",
+                                p, " sends ", n, " elements, this rank expects ", recv_counts[static_cast<std::size_t>(p)]);
+      std::memcpy(recv.data() + at, static_cast<const T*>(g_->sends[static_cast<std::size_t>(p)]) + offset, n * sizeof(T));
+      at += n;
+    }
     barrier();
   }
   [[nodiscard]] std::string name() const { return "threads, " + std::to_string(size()) + " ranks"; }

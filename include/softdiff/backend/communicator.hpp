@@ -29,6 +29,9 @@ namespace softdiff::backend {
 ///   all_gather(mine, all, counts): `all` becomes the concatenation, in rank order, of every
 ///                               process's `mine`; counts[r] = rank r's element count, the same
 ///                               array on every process (float, double and std::byte)
+///   all_to_all(send, send_counts, recv, recv_counts): `send` is P consecutive parts, part q
+///                               (send_counts[q] elements) for rank q; `recv` becomes the parts
+///                               addressed to this process, in rank order (float and double)
 ///   name():                     for messages ("MPI, 4 processes")
 /// Collectives are called by every process in the same order. A failure throws softdiff::error
 /// naming the call.
@@ -44,6 +47,8 @@ concept Communicator = requires(C& c, const C& cc, std::span<const float> f_in, 
   c.all_gather(f_in, f_out, counts);
   c.all_gather(d_in, d_out, counts);
   c.all_gather(b_in, b_out, counts);
+  c.all_to_all(f_in, counts, f_out, counts);
+  c.all_to_all(d_in, counts, d_out, counts);
   { cc.name() } -> std::convertible_to<std::string>;
 };
 
@@ -63,6 +68,19 @@ inline void check_gather(std::size_t mine, std::size_t all, std::span<const std:
   require(all == total, where, ": the output holds ", all, " elements, the counts add up to ", total);
 }
 
+/// The checks before an all_to_all: one count per process each way, buffers of the counts' sums.
+inline void check_all_to_all(std::size_t send, std::span<const std::size_t> send_counts, std::size_t recv,
+                             std::span<const std::size_t> recv_counts, int size, const char* where) {
+  using softdiff::detail::require;
+  require(send_counts.size() == static_cast<std::size_t>(size) && recv_counts.size() == static_cast<std::size_t>(size),
+          where, ": ", send_counts.size(), " send and ", recv_counts.size(), " receive counts for ", size, " processes");
+  std::size_t s = 0, r = 0;
+  for (std::size_t c : send_counts) s += c;
+  for (std::size_t c : recv_counts) r += c;
+  require(send == s && recv == r, where, ": buffers of ", send, " and ", recv, " elements, counts adding up to ", s,
+          " and ", r);
+}
+
 }  // namespace detail
 
 /// One process: rank 0 of 1. The default communicator; costs a copy per all_gather.
@@ -77,6 +95,12 @@ struct single_process {
   void all_gather(std::span<const T> mine, std::span<T> all, std::span<const std::size_t> counts) {
     detail::check_gather(mine.size(), all.size(), counts, 0, 1, "single_process::all_gather");
     std::copy(mine.begin(), mine.end(), all.begin());
+  }
+  template <class T>
+  void all_to_all(std::span<const T> send, std::span<const std::size_t> send_counts, std::span<T> recv,
+                  std::span<const std::size_t> recv_counts) {
+    detail::check_all_to_all(send.size(), send_counts, recv.size(), recv_counts, 1, "single_process::all_to_all");
+    std::copy(send.begin(), send.end(), recv.begin());
   }
   [[nodiscard]] std::string name() const { return "single process"; }
 };

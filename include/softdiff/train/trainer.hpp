@@ -21,9 +21,10 @@
 // draws the same global batch, the batch's R = min(B, net.max_replicas()) replicas (RefUNet's
 // equal shards) are dealt out in contiguous blocks, replicas [R p / P, R (p + 1) / P) to rank p,
 // and each process runs the loss (normalised by the whole batch) and backward on its replicas
-// only. The replicas' gradients are all-gathered and added in replica order, as one process
-// adds them, so the weights, Adam moments and EMA are bitwise those of a single process for any
-// P <= R. Every process then takes the same Adam step. Needs B divisible by R.
+// only. The replicas' gradients are added in replica order, as one process adds them (an exact
+// reduce-scatter by parameter slices, then an all-gather), so the weights, Adam moments and EMA
+// are bitwise those of a single process for any P <= R. Every process then takes the same Adam
+// step. Needs B divisible by R.
 #include <cmath>
 #include <concepts>
 #include <cstddef>
@@ -372,8 +373,6 @@ private:
         net.backward(grad_phi_);
         detail::require(net.replicas_in_use() == local, "the network ran ", net.replicas_in_use(), " replicas, not ",
                         local);
-        send_.resize(local * count);
-        for (std::size_t j = 0; j < local; ++j) std::ranges::copy(net.replica_gradients(j), send_.begin() + j * count);
       } catch (const std::exception& e) {
         failure = e.what();
       }
@@ -392,13 +391,33 @@ private:
       }
       detail::require(std::isfinite(total.value), "the loss is ", total.value);
 
-      std::vector<std::size_t> counts(P);
-      for (std::size_t q = 0; q < P; ++q) counts[q] = (s.replicas * (q + 1) / P - s.replicas * q / P) * count;
-      recv_.resize(s.replicas * count);
-      comm_.all_gather(std::span<const T>(send_), std::span<T>(recv_), std::span<const std::size_t>(counts));
+      // An exact reduce-scatter, then an all-gather: the parameters are cut into P slices; rank q
+      // receives slice q of every replica's gradients (in replica order: ranks hold contiguous
+      // blocks), adds them in replica order, and the summed slices are gathered everywhere. Each
+      // process sends and receives about 2 (R / P) times the gradient's size, not R times.
+      const std::size_t me = static_cast<std::size_t>(comm_.rank());
+      auto slice_begin = [&](std::size_t q) { return count * q / P; };
+      auto block = [&](std::size_t q) { return s.replicas * (q + 1) / P - s.replicas * q / P; };
+      std::vector<std::size_t> send_counts(P), recv_counts(P), slices(P);
+      for (std::size_t q = 0; q < P; ++q) slices[q] = slice_begin(q + 1) - slice_begin(q);
+      for (std::size_t q = 0; q < P; ++q) {
+        send_counts[q] = local * slices[q];
+        recv_counts[q] = block(q) * slices[me];
+      }
+      send_.resize(local * count);
+      for (std::size_t q = 0, at = 0; q < P; ++q)
+        for (std::size_t j = 0; j < local; ++j, at += slices[q]) {
+          const auto g = net.replica_gradients(j).subspan(slice_begin(q), slices[q]);
+          std::ranges::copy(g, send_.begin() + static_cast<std::ptrdiff_t>(at));
+        }
+      recv_.resize(s.replicas * slices[me]);
+      comm_.all_to_all(std::span<const T>(send_), std::span<const std::size_t>(send_counts), std::span<T>(recv_),
+                       std::span<const std::size_t>(recv_counts));
       grads_.resize(s.replicas);
-      for (std::size_t r = 0; r < s.replicas; ++r) grads_[r] = recv_.data() + r * count;
-      nn::detail::sum_in_order<T>(std::span<T* const>(grads_), net.gradients().data(), count, nn::detail::layer_threads());
+      for (std::size_t r = 0; r < s.replicas; ++r) grads_[r] = recv_.data() + r * slices[me];
+      summed_.resize(slices[me]);
+      nn::detail::sum_in_order<T>(std::span<T* const>(grads_), summed_.data(), slices[me], nn::detail::layer_threads());
+      comm_.all_gather(std::span<const T>(summed_), net.gradients(), std::span<const std::size_t>(slices));
       return total;
     } else {
       throw error("train::trainer: data-parallel training needs a ReplicatedDenoiser");
@@ -414,7 +433,7 @@ private:
   std::int64_t step_ = 0;
   batch<T> x0_, grad_phi_, shard_;
   std::vector<double> times_;
-  std::vector<T> saved_, send_, recv_;
+  std::vector<T> saved_, send_, recv_, summed_;
   std::vector<T*> grads_;
   Comm comm_;
   shard_plan shards_;

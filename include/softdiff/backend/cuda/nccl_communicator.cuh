@@ -83,6 +83,25 @@ public:
     wait();
   }
 
+  /// Point-to-point sends and receives, grouped into one NCCL launch.
+  template <class T>
+  void all_to_all(std::span<const T> send, std::span<const std::size_t> send_counts, std::span<T> recv,
+                  std::span<const std::size_t> recv_counts) {
+    static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>, "nccl_communicator::all_to_all: float or double");
+    detail::check_all_to_all(send.size(), send_counts, recv.size(), recv_counts, size_, "nccl_communicator::all_to_all");
+    std::size_t s = 0, r = 0;
+    check_nccl(ncclGroupStart(), "ncclGroupStart", rank_);
+    for (int q = 0; q < size_; ++q) {
+      const auto k = static_cast<std::size_t>(q);
+      check_nccl(ncclSend(send.data() + s, send_counts[k], type<T>(), q, comm_, stream_), "ncclSend", rank_);
+      check_nccl(ncclRecv(recv.data() + r, recv_counts[k], type<T>(), q, comm_, stream_), "ncclRecv", rank_);
+      s += send_counts[k];
+      r += recv_counts[k];
+    }
+    check_nccl(ncclGroupEnd(), "ncclGroupEnd", rank_);
+    wait();
+  }
+
   [[nodiscard]] std::string name() const { return "NCCL, " + std::to_string(size_) + " GPUs"; }
 
 private:

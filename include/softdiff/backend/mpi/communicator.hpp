@@ -15,6 +15,7 @@
 #include <span>
 #include <string>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include <mpi.h>
@@ -98,19 +99,22 @@ public:
     static_assert(std::is_same_v<T, float> || std::is_same_v<T, double> || std::is_same_v<T, std::byte>,
                   "mpi::communicator::all_gather: float, double or std::byte");
     detail::check_gather(mine.size(), all.size(), counts, rank_, size_, "mpi::communicator::all_gather");
-    std::vector<int> n(counts.size()), displ(counts.size());
-    std::size_t at = 0;
-    for (std::size_t r = 0; r < counts.size(); ++r) {
-      softdiff::detail::require(counts[r] <= INT_MAX && at <= INT_MAX, "mpi::communicator::all_gather: ", counts[r],
-                                " elements from rank ", r, " at offset ", at,
-                                " exceed MPI's int counts (split the buffer)");
-      n[r] = static_cast<int>(counts[r]);
-      displ[r] = static_cast<int>(at);
-      at += counts[r];
-    }
-    check(MPI_Allgatherv(mine.data(), static_cast<int>(mine.size()), type<T>(), all.data(), n.data(), displ.data(),
-                         type<T>(), comm_),
+    const auto c = int_counts(counts, "all_gather");
+    check(MPI_Allgatherv(mine.data(), static_cast<int>(mine.size()), type<T>(), all.data(), c.first.data(),
+                         c.second.data(), type<T>(), comm_),
           "MPI_Allgatherv");
+  }
+
+  template <class T>
+  void all_to_all(std::span<const T> send, std::span<const std::size_t> send_counts, std::span<T> recv,
+                  std::span<const std::size_t> recv_counts) {
+    static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>, "mpi::communicator::all_to_all: float or double");
+    detail::check_all_to_all(send.size(), send_counts, recv.size(), recv_counts, size_, "mpi::communicator::all_to_all");
+    const auto sc = int_counts(send_counts, "all_to_all (send)");
+    const auto rc = int_counts(recv_counts, "all_to_all (receive)");
+    check(MPI_Alltoallv(send.data(), sc.first.data(), sc.second.data(), type<T>(), recv.data(), rc.first.data(),
+                        rc.second.data(), type<T>(), comm_),
+          "MPI_Alltoallv");
   }
 
   [[nodiscard]] std::string name() const { return "MPI, " + std::to_string(size_) + " processes"; }
@@ -124,6 +128,21 @@ public:
 
 private:
   static constexpr std::size_t chunk = std::size_t{1} << 30;
+
+  /// MPI's int counts and displacements of `counts`; larger ones are refused by name.
+  [[nodiscard]] static std::pair<std::vector<int>, std::vector<int>> int_counts(std::span<const std::size_t> counts,
+                                                                                const char* what) {
+    std::vector<int> n(counts.size()), displ(counts.size());
+    std::size_t at = 0;
+    for (std::size_t r = 0; r < counts.size(); ++r) {
+      softdiff::detail::require(counts[r] <= INT_MAX && at <= INT_MAX, "mpi::communicator::", what, ": ", counts[r],
+                                " elements for rank ", r, " at offset ", at, " exceed MPI's int counts (split the buffer)");
+      n[r] = static_cast<int>(counts[r]);
+      displ[r] = static_cast<int>(at);
+      at += counts[r];
+    }
+    return {std::move(n), std::move(displ)};
+  }
 
   template <class T>
   static MPI_Datatype type() {
