@@ -383,7 +383,8 @@ void write_npy(const std::filesystem::path& path, std::span<const T> data, std::
     detail::require(f != nullptr, path.string(), ": cannot create ", tmp, ": ", std::strerror(errno));
     bool ok = std::fwrite(header.data(), 1, header.size(), f.get()) == header.size();
     if constexpr (std::endian::native == std::endian::little || sizeof(T) == 1) {
-      ok = ok && std::fwrite(data.data(), sizeof(T), data.size(), f.get()) == data.size();
+      // an empty array's data() may be null, which fwrite must not receive
+      ok = ok && (data.empty() || std::fwrite(data.data(), sizeof(T), data.size(), f.get()) == data.size());
     } else {
       for (std::size_t i = 0; ok && i < data.size(); ++i) {
         unsigned char b[sizeof(T)];
