@@ -21,7 +21,11 @@ if [[ "${SOFTDIFF_CMAKE_ARGS:-}" != *SOFTDIFF_ENABLE_CUDA* ]]; then
     echo "run_tests.sh: no nvcc found; the CUDA backend is not compiled"
   fi
 fi
-cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DSOFTDIFF_ENABLE_MPI=ON "${cuda_args[@]}" ${SOFTDIFF_CMAKE_ARGS:-}
+# The benchmarks are not built here (their builds and commands are in docs/performance.md): with
+# them the suite no longer fits 20 minutes on 2 cores. SOFTDIFF_CMAKE_ARGS=-DSOFTDIFF_BUILD_BENCH=ON
+# adds them.
+cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DSOFTDIFF_ENABLE_MPI=ON -DSOFTDIFF_BUILD_BENCH=OFF \
+      "${cuda_args[@]}" ${SOFTDIFF_CMAKE_ARGS:-}
 cmake --build "$build" -j "$(nproc)"
 cd "$build"
 OMP_NUM_THREADS=$(nproc) ctest --output-on-failure --timeout 1200 -j 1
