@@ -86,8 +86,8 @@ void fused_update_only(benchmark::State& state) {
     const float* yp = y.data();
     const float* cp = c.data();
     float* xp = x.data();
-    sampler::detail::for_each_normal_chunk<float>(
-        noise_source{7, stream_for(stream_purpose::sampler, k++)}, x.size(),
+    noise_source{7, stream_for(stream_purpose::sampler, k++)}.for_each_normal<float>(
+        x.size(),
         [=](std::size_t lo, std::size_t hi, const float* eta) {
 #pragma omp simd
           for (std::size_t i = lo; i < hi; ++i) {

@@ -1,6 +1,6 @@
-// The portable backend layer (backend/portable/, backend/elementwise.hpp) run on backend::cpu:
-// the operators and sampler steps that backend::cuda runs on the GPU, executed here on the host
-// and compared with the CPU operators and samplers. tests/cuda/test_cuda_backend.cu runs the
+// What is written once over the backend primitives, run on backend::cpu: the operators of
+// op/on_backend.hpp (the GPU's algorithms, executed here on the host) and the samplers with the
+// backend model (sampler/backend_model.hpp), compared with the CPU operators and samplers. tests/cuda/test_cuda_backend.cu runs the
 // same cases (tests/support/backend_cases.hpp) with backend::cuda where a GPU is present.
 #include "softdiff/backend/cpu.hpp"
 

@@ -31,7 +31,7 @@
 
 namespace fs = std::filesystem;
 using namespace softdiff;
-using namespace softdiff::test;  // run_tool, result, q, contains, read_text (support/cli_runner.hpp)
+using namespace softdiff::test;  // run_tool, result, q, contains, read_text, read_csv (support/cli_runner.hpp)
 
 namespace {
 
@@ -75,20 +75,6 @@ fs::path train_tiny(const test::temp_dir& dir, const fs::path& train, int steps)
   INFO(r.out << r.err);
   REQUIRE(r.status == 0);
   return run_dir / "checkpoint.safetensors";
-}
-
-std::vector<std::vector<std::string>> read_csv(const fs::path& p) {
-  std::vector<std::vector<std::string>> rows;
-  std::istringstream in(read_text(p));
-  std::string line;
-  while (std::getline(in, line)) {
-    std::vector<std::string> cells;
-    std::istringstream ls(line);
-    std::string cell;
-    while (std::getline(ls, cell, ',')) cells.push_back(cell);
-    rows.push_back(cells);
-  }
-  return rows;
 }
 
 }  // namespace

@@ -81,21 +81,6 @@ fs::path write_images(const temp_dir& dir, const std::string& name, std::size_t 
 }
 
 /// The rows of a CSV file; a file that does not end in a newline is incomplete.
-std::vector<std::vector<std::string>> read_csv(const fs::path& p) {
-  const std::string text = read_text(p);
-  REQUIRE((text.empty() || text.back() == '\n'));
-  std::vector<std::vector<std::string>> rows;
-  std::istringstream in(text);
-  std::string line;
-  while (std::getline(in, line)) {
-    std::vector<std::string> cells;
-    std::istringstream ls(line);
-    std::string cell;
-    while (std::getline(ls, cell, ',')) cells.push_back(cell);
-    rows.push_back(cells);
-  }
-  return rows;
-}
 
 /// Every output of `softdiff schedule` or `softdiff eval` under a final name is complete: JSON
 /// parses (a schedule loads), PNGs decode, CSVs end in a newline with every row as wide as the
@@ -114,6 +99,8 @@ void check_outputs(const fs::path& dir, bool finished) {
       CHECK_NOTHROW(nlohmann::json::parse(read_text(p)));
       if (name == "s.json") CHECK_NOTHROW(schedule::tabulated::load_json(p));
     } else if (p.extension() == ".csv") {
+      const std::string text = read_text(p);
+      REQUIRE((text.empty() || text.back() == '\n'));  // the last row complete
       const auto rows = read_csv(p);
       REQUIRE_FALSE(rows.empty());
       for (const auto& r : rows) CHECK(r.size() == rows[0].size());

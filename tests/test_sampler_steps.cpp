@@ -199,7 +199,7 @@ TEST_CASE("the fused noise pass at an offset gives the normals of those flat ind
   std::vector<float> want(1000), got(1000, -99.0f);
   noise.fill(std::span<float>(want));
   for (const auto& [offset, n] : {std::pair<std::size_t, std::size_t>{0, 1000}, {1, 5}, {3, 500}, {517, 483}, {999, 1}}) {
-    sampler::detail::for_each_normal_chunk_at<float>(noise, offset, n, [&](std::size_t b, std::size_t e, const float* eta) {
+    noise.shifted(offset).for_each_normal<float>(n, [&](std::size_t b, std::size_t e, const float* eta) {
       for (std::size_t i = b; i < e; ++i) got[offset + i] = eta[i - b];
     });
     const bool same = std::equal(want.begin() + offset, want.begin() + offset + n, got.begin() + offset);
@@ -215,7 +215,7 @@ TEST_CASE("the fused noise pass reproduces noise_source::fill for any thread cou
     noise.fill(std::span<T>(want));
     for (int threads : {1, 2}) {
       omp_set_num_threads(threads);
-      sampler::detail::for_each_normal_chunk<T>(noise, n, [&](std::size_t b, std::size_t e, const T* eta) {
+      noise.for_each_normal<T>(n, [&](std::size_t b, std::size_t e, const T* eta) {
         for (std::size_t i = b; i < e; ++i) got[i] = eta[i - b];
       });
       CHECK(got == want);
@@ -233,9 +233,9 @@ TEST_CASE("the vectorised normal tile equals backend::normal4 bit for bit", "[sa
     for (const std::uint64_t stream : {std::uint64_t{0}, stream_for(stream_purpose::sampler, 7), ~std::uint64_t{0}})
       for (const std::uint64_t first : {std::uint64_t{0}, std::uint64_t{1000}, (std::uint64_t{1} << 32) - 10,
                                         std::uint64_t{0xfedcba9876543210}}) {
-        float tile[4 * sampler::detail::normal_tile], want[4];
-        sampler::detail::normal4_tile(first, stream, seed, tile);
-        for (std::size_t j = 0; j < sampler::detail::normal_tile; ++j) {
+        float tile[4 * backend::detail::normal_tile], want[4];
+        backend::detail::normal4_tile(first, stream, seed, tile);
+        for (std::size_t j = 0; j < backend::detail::normal_tile; ++j) {
           backend::normal4(first + j, stream, seed, want);
           for (int k = 0; k < 4; ++k) differ += tile[4 * j + k] != want[k];
         }

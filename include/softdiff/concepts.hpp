@@ -9,7 +9,8 @@
 //   TrainableDenoiser   + forward with saved activations, backward, flat parameters and gradients
 //   SamplingModel       what a sampler needs of a model: denoise, C_t, sigma_t
 //   Sampler             one reverse step from t to t' < t
-//   Backend             where memory lives, parallel_for, GEMM, Philox noise
+//   Backend             an execution space: memory, copies, parallel_for, element rules, GEMM,
+//                       FFT, counter-based normals (backend/backend.hpp)
 #include <concepts>
 #include <cstddef>
 #include <cstdint>
@@ -17,31 +18,10 @@
 #include <string>
 #include <string_view>
 
+#include "softdiff/backend/backend.hpp"
 #include "softdiff/tensor.hpp"
 
 namespace softdiff {
-
-namespace detail {
-/// Stands for "any callable taking an index" in the Backend concept. (A lambda inside a
-/// requires-expression would do, but nvcc 13 then treats the whole requirement as unsatisfied.)
-struct index_function_archetype {
-  void operator()(std::size_t) const {}
-};
-}  // namespace detail
-
-/// Execution-space trait (Kokkos-style), chosen at compile time. backend::cpu is the default;
-/// backend::cuda exists only when SOFTDIFF_ENABLE_CUDA is defined.
-template <class B>
-concept Backend = requires(std::size_t n, float* p, const float* cp, std::uint64_t u,
-                           detail::index_function_archetype f) {
-  { B::name } -> std::convertible_to<const char*>;
-  { B::template allocate<float>(n) } -> std::same_as<float*>;
-  B::template deallocate<float>(p, n);
-  B::template copy<float>(cp, p, n);
-  B::parallel_for(n, f);
-  B::template gemm<float>(false, false, 1, 1, 1, 1.0f, cp, 1, cp, 1, 0.0f, p, 1);
-  B::template fill_normal<float>(u, u, p, n, u);
-};
 
 /// A family of linear corruptions C(level), level a real number in [min_level(), max_level()].
 /// apply and apply_adjoint accept y aliasing x (in place) and resize y to x's shape if needed.
@@ -114,11 +94,27 @@ concept ReplicatedDenoiser =
       { cnet.replica_gradients(k) } -> std::convertible_to<std::span<const typename N::scalar_type>>;
     };
 
-/// What a sampler needs of a model (SoftDiffusion models it): h = E[x_0 | x_t] estimate,
-/// the corruption C_t, and sigma_t.
+namespace detail {
 template <class M>
-concept SamplingModel = requires(M& m, const batch<typename M::scalar_type>& x, double t,
-                                 batch<typename M::scalar_type>& out) {
+struct model_batch {
+  using type = batch<typename M::scalar_type>;
+};
+template <class M>
+  requires requires { typename M::batch_type; }
+struct model_batch<M> {
+  using type = typename M::batch_type;
+};
+}  // namespace detail
+
+/// The batch type a model works on: M::batch_type where it names one (a model on another
+/// backend, sampler/backend_model.hpp), else softdiff::batch of its scalar type.
+template <class M>
+using model_batch_t = typename detail::model_batch<M>::type;
+
+/// What a sampler needs of a model (SoftDiffusion models it): h = E[x_0 | x_t] estimate,
+/// the corruption C_t, and sigma_t, on the model's batches.
+template <class M>
+concept SamplingModel = requires(M& m, const model_batch_t<M>& x, double t, model_batch_t<M>& out) {
   typename M::scalar_type;
   m.denoise(x, t, out);         // out = phi(x, t) + x
   m.apply_operator(t, x, out);  // out = C_t x
@@ -130,7 +126,7 @@ struct noise_source;  // softdiff/random.hpp
 /// One reverse step x_t -> x_{t'} (t' < t). `noise` is this step's own Philox stream.
 /// evaluations_per_step() counts network evaluations (for NFE accounting).
 template <class S, class M>
-concept Sampler = SamplingModel<M> && requires(S& s, M& model, batch<typename M::scalar_type>& x, double t,
+concept Sampler = SamplingModel<M> && requires(S& s, M& model, model_batch_t<M>& x, double t,
                                                const noise_source& noise) {
   { S::name } -> std::convertible_to<std::string_view>;
   { s.evaluations_per_step() } -> std::convertible_to<int>;

@@ -6,6 +6,7 @@
 // the noise of sampling step k never coincides with the noise of step k + 1.
 #include <cstdint>
 #include <span>
+#include <utility>
 
 #include "softdiff/backend/cpu.hpp"
 #include "softdiff/tensor.hpp"
@@ -44,6 +45,13 @@ struct noise_source {
   template <class T>
   void fill(batch<T>& out) const {
     fill(std::span<T>(out.data(), out.size()));
+  }
+  /// f(lo, hi, eta) over consecutive ranges covering [0, n) on the host, eta[j] the normal at
+  /// flat index offset + lo + j (backend::cpu::for_each_normal_tile): a pass that uses the
+  /// noise where it is generated, without storing it.
+  template <class T, class F>
+  void for_each_normal(std::size_t n, F&& f) const {
+    backend::cpu::for_each_normal_tile<T>(seed, stream, offset, n, std::forward<F>(f));
   }
   /// Uniform double in (0, 1) at flat index offset + `index` of this stream.
   [[nodiscard]] double uniform(std::uint64_t index) const {

@@ -1,6 +1,6 @@
 #pragma once
-// SoftDiffusion<Op, Sched, Net>: one corruption operator family, one schedule and one
-// network, composed through the concepts of concepts.hpp, with the forward process
+// SoftDiffusion<Op, Sched, Net, Backend = backend::cpu>: one corruption operator family, one
+// schedule and one network, composed through the concepts of concepts.hpp, with the forward process
 //   x_t = C_t x_0 + sigma_t eta,   C_t = op at level schedule.level(t), C_0 = I, sigma_0 = 0,
 // the Soft Score Matching loss (eq. 12), the x_0 estimate h = phi(x_t, t) + x_t and the
 // score (eq. 10), and sampling with any Sampler from a final distribution p_1 (appendix D).
@@ -13,6 +13,9 @@
 // sample f draws at flat indices f * C * H * W on). Parts bound the memory of sampling to their
 // size instead of N; the result is bitwise the same whenever the network treats samples
 // independently (as every operator and Denoiser in softdiff does).
+//
+// This file is the specialisation for backend::cpu, on softdiff::batch; the primary template,
+// for any other backend, is in soft_diffusion_on_backend.hpp.
 #include <algorithm>
 #include <atomic>
 #include <bit>
@@ -37,6 +40,7 @@
 #include "softdiff/sampler/step_support.hpp"
 #include "softdiff/sampler/time_grid.hpp"
 #include "softdiff/schedule/validate.hpp"
+#include "softdiff/soft_diffusion_on_backend.hpp"
 #include "softdiff/tensor.hpp"
 
 namespace softdiff {
@@ -88,46 +92,24 @@ void require_finite_batch(const batch<T>& x, const char* where) {
 
 }  // namespace detail
 
-/// Samples [first, first + count) of the sequence that one seed gives: what a call for
-/// first + count samples would return from row `first` on (see the random streams above).
-struct sample_range {
-  std::size_t first = 0;
-  std::size_t count = 0;
-};
-
-/// The StepObserver SoftDiffusion::sample uses when given none.
-struct no_step_observer {
-  void operator()(std::size_t /*done*/, std::size_t /*total*/) const noexcept {}
-};
-static_assert(StepObserver<no_step_observer>);
-
 template <CorruptionOperator Op, Schedule Sched, Denoiser Net>
   requires std::same_as<typename Op::scalar_type, typename Net::scalar_type>
-class SoftDiffusion {
+class SoftDiffusion<Op, Sched, Net, backend::cpu> : public detail::soft_diffusion_base<Op, Sched, Net> {
+  using base = detail::soft_diffusion_base<Op, Sched, Net>;
+  using base::check_time, base::fill_levels, base::op_, base::schedule_, base::net_, base::final_, base::levels_,
+      base::sigmas_;
+
 public:
   using scalar_type = typename Op::scalar_type;
   using T = scalar_type;
+  using backend_type = backend::cpu;
+  using batch_type = batch<T>;
   using final_distribution_type = ::softdiff::sampler::final_distribution<T>;
 
   /// Throws if the schedule does not fit the operator (schedule/validate.hpp).
-  SoftDiffusion(Op op, Sched schedule, Net network)
-      : op_(std::move(op)), schedule_(std::move(schedule)), net_(std::move(network)) {
-    ::softdiff::schedule::validate_schedule(schedule_, op_);
-  }
+  SoftDiffusion(Op op, Sched schedule, Net network) : base(std::move(op), std::move(schedule), std::move(network)) {}
 
-  [[nodiscard]] const Op& op() const { return op_; }
-  [[nodiscard]] const Sched& schedule() const { return schedule_; }
-  [[nodiscard]] Net& network() { return net_; }
-  [[nodiscard]] const Net& network() const { return net_; }
-
-  [[nodiscard]] double sigma(double t) const {
-    check_time(t, "SoftDiffusion::sigma");
-    return static_cast<double>(schedule_.sigma(t));
-  }
-  [[nodiscard]] double level(double t) const {
-    check_time(t, "SoftDiffusion::level");
-    return static_cast<double>(schedule_.level(t));
-  }
+  using base::level, base::sigma;
 
   /// y = C_t x.
   void apply_operator(double t, const batch<T>& x, batch<T>& y) const { op_.apply(level(t), x, y); }
@@ -142,8 +124,8 @@ public:
     const std::size_t d = x0.size() / x0.shape()[0];
     const double* sg = sigmas_.data();
     T* out = x_t.data();
-    ::softdiff::sampler::detail::for_each_normal_chunk<T>(
-        noise, x_t.size(), [=](std::size_t lo, std::size_t hi, const T* eta) {
+    noise.for_each_normal<T>(
+        x_t.size(), [=](std::size_t lo, std::size_t hi, const T* eta) {
           for (std::size_t i = lo; i < hi;) {  // runs of one sample: + sigma_{t_n} eta
             const std::size_t n = i / d, end = std::min(hi, (n + 1) * d);
             const T s = static_cast<T>(sg[n]);
@@ -237,13 +219,6 @@ public:
     detail::for_each_index(x_t.size(), [=](std::size_t i) { out[i] = (out[i] - x[i]) * inv; });
   }
 
-  void set_final_distribution(final_distribution_type d) {
-    detail::require(d.fitted(), "SoftDiffusion::set_final_distribution: the distribution is not fitted");
-    final_ = std::move(d);
-  }
-  /// Fits p_1 to a dataset [M, C, H, W] (sampler/final_distribution.hpp).
-  void fit_final_distribution(const batch<T>& data) { final_.emplace(data); }
-  [[nodiscard]] const std::optional<final_distribution_type>& final_distribution() const { return final_; }
 
   /// `count` samples with `steps` steps on the uniform grid from t = 1 to t = 0. `on_step(k, n)`
   /// is called after step k of n (progress reports; it must not touch the model).
@@ -309,10 +284,6 @@ public:
   }
 
 private:
-  static void check_time(double t, const char* where) {
-    detail::require(std::isfinite(t) && t >= 0.0 && t <= 1.0, where, ": time t = ", t, " is outside [0, 1]");
-  }
-
   void check_batch(const batch<T>& x, std::span<const double> t, const char* where, bool values = true) const {
     detail::require(x.size() > 0, where, ": empty batch ", to_string(shape_of(x)));
     detail::require(t.size() == x.shape()[0], where, ": ", t.size(), " times for a batch of ", x.shape()[0],
@@ -323,22 +294,9 @@ private:
     if (values) detail::require_finite_batch(x, where);
   }
 
-  void fill_levels(std::span<const double> t) {
-    levels_.resize(t.size());
-    sigmas_.resize(t.size());
-    for (std::size_t n = 0; n < t.size(); ++n) {
-      levels_[n] = static_cast<double>(schedule_.level(t[n]));
-      sigmas_[n] = static_cast<double>(schedule_.sigma(t[n]));
-    }
-  }
-
-  Op op_;
-  Sched schedule_;
-  Net net_;
-  std::optional<final_distribution_type> final_;
   // workspaces, kept so that steady-state loops do not allocate
   batch<T> xt_, phi_, r_, h_;
-  std::vector<double> times_, levels_, sigmas_, weights_;
+  std::vector<double> times_, weights_;
   ::softdiff::loss::soft_score_matching_loss<Op> loss_;
   ::softdiff::loss::clean_image_loss<T> clean_loss_;
   ::softdiff::loss::denoising_score_matching_loss<Op> dsm_loss_;

@@ -2,7 +2,7 @@
 // steps, GEMM, noise) with the CUDA backend, and what only the GPU has: the thin raw-pointer API
 // on explicit streams, extended lambdas, and cuBLAS / cuFFT failures as softdiff::error.
 // Registered with ctest only where a GPU is present (tests/cuda/CMakeLists.txt).
-#include "softdiff/backend/cuda/ops.cuh"
+#include "softdiff/cuda_ops.cuh"
 
 #define SOFTDIFF_TEST_BACKEND softdiff::backend::cuda
 #define SOFTDIFF_TEST_TAG "[cuda]"
@@ -15,7 +15,6 @@
 
 using namespace softdiff;
 using backend::cuda;
-namespace cuda_ops = backend::cuda_ops;
 
 TEST_CASE("cuda: parallel_for runs extended lambdas", "[cuda]") {
   const std::size_t n = 1000003;
@@ -35,7 +34,7 @@ TEST_CASE("cuda: the paper's blur through the thin API on a stream equals the CP
   auto dx = cuda_ops::to_device(x);
   cuda_ops::device_buffer<float> dy(x.size()), ws(x.size()), mats;
   for (double sd : {0.5, 3.0, 10.0, 23.0}) {
-    const auto b = backend::portable::gaussian_axis_matrix<float>(blur.kernel(sd), 64);
+    const auto b = op::gaussian_axis_matrix<float>(blur.kernel(sd), 64);
     mats.upload(b.data(), b.size());
     cuda_ops::gaussian_blur_apply(mats.data(), mats.data(), dx.data(), dy.data(), ws.data(), s, stream.get());
     stream.synchronize();
@@ -47,7 +46,7 @@ TEST_CASE("cuda: the paper's blur through the thin API on a stream equals the CP
   }
 }
 
-TEST_CASE("cuda: thin sampler updates on a stream equal the portable steps", "[cuda][sampler]") {
+TEST_CASE("cuda: thin sampler updates on a stream equal the samplers' own updates", "[cuda][sampler]") {
   const std::size_t n = 3 * 64 * 64 + 3;  // not a multiple of a Philox block
   const batch<float> x = testing::random_batch<float>({1, 1, 1, n}, 1), y = testing::random_batch<float>({1, 1, 1, n}, 2),
                      c = testing::random_batch<float>({1, 1, 1, n}, 3);
@@ -57,7 +56,7 @@ TEST_CASE("cuda: thin sampler updates on a stream equal the portable steps", "[c
        dc = cuda_ops::to_device(c);
   cuda_ops::momentum_update(dx1.data(), dy.data(), dc.data(), n, 0.8, 0.5, noise, stream.get());
   stream.synchronize();
-  backend::portable::momentum<cuda, float>::update(dx2.data(), dy.data(), dc.data(), n, 0.8, 0.5, noise);
+  cuda_ops::momentum<float>::update(dx2.data(), dx2.data(), dy.data(), dc.data(), n, 0.8, 0.5, noise);
   batch<float> a, b;
   cuda_ops::to_host(dx1, {1, 1, 1, n}, a);
   cuda_ops::to_host(dx2, {1, 1, 1, n}, b);
@@ -73,11 +72,44 @@ TEST_CASE("cuda: thin sampler updates on a stream equal the portable steps", "[c
   }
 }
 
+TEST_CASE("cuda: a whole sampling loop on device batches equals the CPU's", "[cuda][sampler]") {
+  // the momentum sampler over a grid, on device batches through cuda_ops::device_model, against
+  // the same sampler on the CPU with the backend model of backend::cpu
+  const shape4 s{3, 1, 16, 12};
+  const batch<float> x1 = testing::random_batch<float>(s, 7);
+  const op::gaussian_blur<float> blur(8);
+  namespace bc = testing::backend_cases;
+  cuda_ops::device_model<op::gaussian_blur<float>, bc::test_schedule, bc::backend_denoiser> dev(blur, {}, {});
+  sampler::backend_model<backend::cpu, op::gaussian_blur<float>, bc::test_schedule, bc::backend_denoiser_on<backend::cpu>>
+      host(blur, {}, {});
+  cuda_ops::momentum<float> dev_sampler;
+  sampler::momentum<float> host_sampler;
+  auto dx = cuda_ops::to_device_batch(x1);
+  batch<float> hx = x1, got;
+  const double grid[] = {1.0, 0.7, 0.4, 0.1, 0.0};
+  for (int k = 0; k < 4; ++k) {
+    const noise_source noise{3, stream_for(stream_purpose::sampler, k)};
+    dev_sampler.step(dev, dx, grid[k], grid[k + 1], noise);
+    host_sampler.step(host, hx, grid[k], grid[k + 1], noise);
+  }
+  cuda_ops::to_host(dx, got);
+  CHECK(bc::relative_gap(got, hx) <= 1e-4);
+}
+
+TEST_CASE("cuda: host memory is refused and device memory accepted by the pointer checks", "[cuda]") {
+  std::vector<float> host(16, 0.0f);
+  cuda_ops::device_buffer<float> d(16);
+  CHECK_NOTHROW(cuda::require_memory(d.data(), "f"));
+  CHECK_THROWS_WITH(cuda_ops::mask_apply(op::mask<float>::removed(0.5, 4, 4), d.data(), host.data(), {1, 1, 4, 4},
+                                         cudaStreamPerThread),
+                    Catch::Contains("cuda_ops::mask_apply: expected device memory"));
+}
+
 TEST_CASE("cuda: cuBLAS and cuFFT failures become softdiff::error", "[cuda]") {
   cuda_ops::device_buffer<float> a(16), b(16), c(16);
   // lda = 1 < k = 4 is rejected by cuBLAS
   REQUIRE_THROWS_WITH(cuda::gemm<float>(false, false, 4, 4, 4, 1.0f, a.data(), 1, b.data(), 4, 0.0f, c.data(), 4),
                       Catch::Contains("cublasSgemm") && Catch::Contains("CUBLAS_STATUS_INVALID_VALUE"));
-  backend::portable::fft_engine<cuda, float> fft;
+  backend::fft_engine<cuda, float> fft;
   REQUIRE_THROWS_WITH(fft.r2c(0, 4, 1, a.data(), b.data()), Catch::Contains("cufftPlanMany"));
 }

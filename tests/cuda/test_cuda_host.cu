@@ -14,6 +14,7 @@
 
 #include "softdiff/backend/cpu.hpp"
 #include "softdiff/backend/cuda.cuh"
+#include "softdiff/cuda_ops.cuh"
 
 void softdiff_test_fill_normal_native(std::uint64_t seed, std::uint64_t stream, float* out, std::size_t n);
 
@@ -91,4 +92,17 @@ TEST_CASE("float noise: no-FMA arithmetic (the GPU's) against the -march=native 
   INFO(differing << " of " << n << " deviates differ; worst " << worst << " float roundings (" << worst_abs << " absolute)");
   CHECK(worst <= 8);
   CHECK(worst_abs <= 1e-5);
+}
+
+TEST_CASE("host memory handed to a device function is refused by name, with or without a GPU", "[cuda][host]") {
+  std::vector<float> host(16, 1.0f);
+  CHECK_THAT(message_of([&] { cuda::require_memory(host.data(), "my_kernel"); }),
+             Contains("my_kernel: expected device memory (backend::cuda), got host memory"));
+  CHECK_NOTHROW(cuda::require_memory(nullptr, "my_kernel"));  // an empty array
+  CHECK_THAT(message_of([&] { softdiff::cuda_ops::scale_apply(2.0f, host.data(), host.data(), host.size(), cudaStreamPerThread); }),
+             Contains("cuda_ops::scale_apply: expected device memory"));
+  auto blur = softdiff::cuda_ops::make_device_operator(softdiff::op::gaussian_blur<float>(3));
+  CHECK_THAT(message_of([&] { blur.apply(1.0, host.data(), host.data(), softdiff::shape4{1, 1, 4, 4}); }),
+             Contains("gaussian_blur::apply: expected device memory"));
+  CHECK(host[0] == 1.0f);  // refused before anything ran
 }

@@ -4,8 +4,9 @@
 //   SOFTDIFF_TEST_TAG       a Catch2 tag string literal, e.g. "[cpu]"
 //   SOFTDIFF_TEST_NOISE_ULP the largest difference, in units of float rounding, allowed between
 //                           the backend's float noise and backend::cpu::fill_normal (0: identical)
-// and includes this file once. Every case compares the backend (portable/operators.hpp,
-// portable/samplers.hpp) with the CPU operators and samplers on the same data and noise.
+// and includes this file once. Every case compares the backend (op/on_backend.hpp, the samplers
+// of sampler/ with B = the backend, sampler/backend_model.hpp) with the CPU operators and
+// samplers on the same data and noise.
 #include <catch2/catch.hpp>
 
 #include <algorithm>
@@ -16,8 +17,9 @@
 #include <type_traits>
 #include <vector>
 
-#include "softdiff/backend/portable/operators.hpp"
-#include "softdiff/backend/portable/samplers.hpp"
+#include "softdiff/backend/buffer.hpp"
+#include "softdiff/op/on_backend.hpp"
+#include "softdiff/sampler/backend_model.hpp"
 #include "softdiff/sampler/ddim.hpp"
 #include "softdiff/sampler/momentum.hpp"
 #include "softdiff/sampler/naive.hpp"
@@ -28,7 +30,6 @@
 namespace softdiff::testing::backend_cases {
 
 using B = SOFTDIFF_TEST_BACKEND;
-namespace portable = softdiff::backend::portable;
 static_assert(Backend<B>);
 
 template <class T>
@@ -53,10 +54,10 @@ template <class Op>
 void check_operator(const Op& host, double level, const shape4& s) {
   using T = typename Op::scalar_type;
   const batch<T> x = random_batch<T>(s, 11);
-  auto dev = portable::make_backend_operator<B>(host);
-  static_assert(portable::BackendOperator<decltype(dev)>);
-  auto dx = portable::to_backend<B>(x);
-  portable::buffer<B, T> dy(x.size());
+  auto dev = op::make_backend_operator<B>(host);
+  static_assert(op::BackendOperator<decltype(dev)>);
+  auto dx = backend::to_backend<B>(x);
+  backend::buffer<B, T> dy(x.size());
   for (const bool adjoint : {false, true}) {
     batch<T> expected, got;
     if (adjoint)
@@ -67,15 +68,15 @@ void check_operator(const Op& host, double level, const shape4& s) {
       dev.apply_adjoint(level, dx.data(), dy.data(), s);
     else
       dev.apply(level, dx.data(), dy.data(), s);
-    portable::to_host(dy, s, got);
+    backend::to_host(dy, s, got);
     INFO(host.name() << " level " << level << " shape " << to_string(s) << (adjoint ? " adjoint" : " apply"));
     CHECK(relative_gap(got, expected) <= tolerance<T>());
-    auto inplace = portable::to_backend<B>(x);  // y aliasing x
+    auto inplace = backend::to_backend<B>(x);  // y aliasing x
     if (adjoint)
       dev.apply_adjoint(level, inplace.data(), inplace.data(), s);
     else
       dev.apply(level, inplace.data(), inplace.data(), s);
-    portable::to_host(inplace, s, got);
+    backend::to_host(inplace, s, got);
     CHECK(relative_gap(got, expected) <= tolerance<T>());
   }
 }
@@ -87,6 +88,15 @@ struct test_schedule {
   [[nodiscard]] std::string name() const { return "test"; }
 };
 static_assert(Schedule<test_schedule>);
+
+/// a x + b y, and a x + b y + c eta with noise: a rule for map and noisy_map (at namespace scope:
+/// nvcc refuses a local type as a kernel's template argument).
+template <class T>
+struct affine_rule {
+  T a, b, c;
+  SOFTDIFF_HOST_DEVICE T operator()(T x, T y) const { return a * x + b * y; }
+  SOFTDIFF_HOST_DEVICE T operator()(T x, T y, T eta) const { return a * x + b * y + c * eta; }
+};
 
 /// phi(x, t) = -x / 4, so h = phi + x = 3 x / 4: a linear stand-in for the network.
 constexpr double h_factor = 0.75;
@@ -104,32 +114,37 @@ struct host_model {
   [[nodiscard]] double sigma(double t) const { return schedule.sigma(t); }
 };
 
-struct backend_denoiser {
+/// h = 3 x / 4 on backend D's pointers.
+template <class D>
+struct backend_denoiser_on {
   template <class T>
   void operator()(const T* x, const shape4& s, double, T* h) const {
-    portable::scale_apply<B>(static_cast<T>(h_factor), x, h, portable::element_count(s));
+    op::scale_apply<D>(static_cast<T>(h_factor), x, h, backend::element_count(s));
   }
 };
+using backend_denoiser = backend_denoiser_on<B>;
 
-/// One step t -> t' of the CPU sampler and of its backend form, from the same x_t and noise,
-/// on a batch of `s` (an element count that is not a multiple of 4 takes the kernels' path for a
-/// partial last Philox block).
-template <class T, class HostSampler, class BackendSampler>
-void check_step(HostSampler host_sampler, BackendSampler dev_sampler, double t, double t_next,
-                const shape4& s = {2, 3, 12, 10}) {
+/// One step t -> t' of a sampler on the CPU model and of the same sampler on backend B with
+/// the backend model, from the same x_t and noise (shifted by `offset` elements, as for a part
+/// of a larger batch), on a batch of `s` (an element count that is not a multiple of 4 takes the
+/// kernels' path for a partial last Philox block).
+template <class T, template <class, class> class S, class... Args>
+void check_step(double t, double t_next, const shape4& s, std::uint64_t offset, Args... args) {
   const op::gaussian_blur<T> blur(6);
   host_model<T, op::gaussian_blur<T>> cpu_model{blur, {}};
-  portable::backend_model<B, op::gaussian_blur<T>, test_schedule, backend_denoiser> dev_model(blur, {}, {});
-  static_assert(portable::BackendSampler<BackendSampler, decltype(dev_model)>);
-  static_assert(Sampler<HostSampler, host_model<T, op::gaussian_blur<T>>>);
-  const noise_source noise{2024, stream_for(stream_purpose::sampler, 3)};
+  sampler::backend_model<B, op::gaussian_blur<T>, test_schedule, backend_denoiser> dev_model(blur, {}, {});
+  S<T, backend::cpu> host_sampler(args...);
+  S<T, B> dev_sampler(args...);
+  static_assert(Sampler<S<T, B>, decltype(dev_model)>);
+  static_assert(Sampler<S<T, backend::cpu>, host_model<T, op::gaussian_blur<T>>>);
+  const noise_source noise = noise_source{2024, stream_for(stream_purpose::sampler, 3)}.shifted(offset);
   batch<T> x = random_batch<T>(s, 5);
-  auto dx = portable::to_backend<B>(x);
+  auto dx = backend::to_backend_batch<B>(x);
   host_sampler.step(cpu_model, x, t, t_next, noise);
-  dev_sampler.step(dev_model, dx.data(), s, t, t_next, noise);
+  dev_sampler.step(dev_model, dx, t, t_next, noise);
   batch<T> got;
-  portable::to_host(dx, s, got);
-  INFO(HostSampler::name << " step " << t << " -> " << t_next << " on " << to_string(s));
+  backend::to_host<B>(dx, got);
+  INFO((S<T, B>::name) << " step " << t << " -> " << t_next << " on " << to_string(s) << ", noise offset " << offset);
   CHECK(relative_gap(got, x) <= 10 * tolerance<T>());
 }
 
@@ -140,14 +155,14 @@ TEMPLATE_TEST_CASE("backend: allocate, copy, parallel_for", "[backend]" SOFTDIFF
   using B = testing::backend_cases::B;
   const shape4 s{1, 2, 5, 7};
   const batch<TestType> x = testing::random_batch<TestType>(s, 3);
-  auto d = backend::portable::to_backend<B>(x);
-  backend::portable::buffer<B, TestType> e(x.size());
-  B::parallel_for(x.size(), backend::kernels::scale_fn<TestType>{d.data(), e.data(), TestType(2)});
+  auto d = backend::to_backend<B>(x);
+  backend::buffer<B, TestType> e(x.size());
+  B::parallel_for(x.size(), op::kernels::scale_fn<TestType>{d.data(), e.data(), TestType(2)});
   batch<TestType> back;
-  backend::portable::to_host(e, s, back);
+  backend::to_host(e, s, back);
   for (std::size_t i = 0; i < x.size(); ++i) REQUIRE(back.data()[i] == TestType(2) * x.data()[i]);
   B::template copy<TestType>(d.data(), e.data(), x.size());  // backend to backend
-  backend::portable::to_host(e, s, back);
+  backend::to_host(e, s, back);
   REQUIRE(std::equal(back.begin(), back.end(), x.begin()));
 }
 
@@ -165,8 +180,8 @@ TEMPLATE_TEST_CASE("backend: GEMM and strided-batched GEMM equal the CPU's", "[b
       std::vector<T> expected(batches * m * n, T(0)), got(batches * m * n);
       backend::cpu::gemm_strided_batched<T>(ta, tb, m, n, k, T(1.5), a.data(), lda, m * k, b.data(), ldb, k * n, T(0),
                                             expected.data(), n, m * n, batches);
-      auto da = backend::portable::to_backend<B>(a), db = backend::portable::to_backend<B>(b);
-      backend::portable::buffer<B, T> dc(got.size());
+      auto da = backend::to_backend<B>(a), db = backend::to_backend<B>(b);
+      backend::buffer<B, T> dc(got.size());
       B::template gemm_strided_batched<T>(ta, tb, m, n, k, T(1.5), da.data(), lda, m * k, db.data(), ldb, k * n, T(0),
                                           dc.data(), n, m * n, batches);
       dc.download(got.data());
@@ -188,7 +203,7 @@ TEMPLATE_TEST_CASE("backend: Philox noise equals backend::cpu::fill_normal", "[b
     for (const std::size_t n : {std::size_t{1}, std::size_t{5}, std::size_t{100003}}) {
       std::vector<T> expected(n), got(n);
       backend::cpu::fill_normal<T>(77, stream_for(stream_purpose::sampler, 9), expected.data(), n, offset);
-      backend::portable::buffer<B, T> d(n);
+      backend::buffer<B, T> d(n);
       B::template fill_normal<T>(77, stream_for(stream_purpose::sampler, 9), d.data(), n, offset);
       d.download(got.data());
       double worst = 0;
@@ -240,33 +255,66 @@ TEMPLATE_TEST_CASE("backend operators reject bad levels and shapes as the CPU do
   using B = testing::backend_cases::B;
   using T = TestType;
   const shape4 s{1, 1, 4, 4};
-  backend::portable::buffer<B, T> d(16);
-  auto blur = backend::portable::make_backend_operator<B>(op::gaussian_blur<T>(3));
+  backend::buffer<B, T> d(16);
+  auto blur = op::make_backend_operator<B>(op::gaussian_blur<T>(3));
   REQUIRE_THROWS_WITH(blur.apply(-1.0, d.data(), d.data(), s), Catch::Contains("gaussian_blur::apply: level -1 is outside"));
   REQUIRE_THROWS_WITH(blur.apply(std::nan(""), d.data(), d.data(), s), Catch::Contains("non-finite"));
-  auto mask = backend::portable::make_backend_operator<B>(op::mask<T>{});
+  auto mask = op::make_backend_operator<B>(op::mask<T>{});
   REQUIRE_THROWS_WITH(mask.apply(1.5, d.data(), d.data(), s), Catch::Contains("mask::apply: level 1.5 is outside"));
-  auto conv = backend::portable::make_backend_operator<B>(op::fft_conv<T>(2));
+  auto conv = op::make_backend_operator<B>(op::fft_conv<T>(2));
   REQUIRE_THROWS_WITH(conv.apply(1.0, d.data(), d.data(), {1, 1, 0, 4}), Catch::Contains("fft_conv::apply: empty image"));
+}
+
+TEMPLATE_TEST_CASE("backend: map and noisy_map evaluate the rule with the CPU's noise", "[backend][noise]" SOFTDIFF_TEST_TAG,
+                   float, double) {
+  using namespace softdiff;
+  using B = testing::backend_cases::B;
+  using T = TestType;
+  const testing::backend_cases::affine_rule<T> rule{T(0.5), T(-2), T(0.25)};
+  for (const std::uint64_t offset : {0u, 3u, 4097u})
+    for (const std::size_t n : {std::size_t{1}, std::size_t{7}, std::size_t{70001}}) {
+      const batch<T> x = testing::random_batch<T>({1, 1, 1, n}, 1), y = testing::random_batch<T>({1, 1, 1, n}, 2);
+      std::vector<T> eta(n);
+      backend::cpu::fill_normal<T>(5, 6, eta.data(), n, offset);
+      auto dx = backend::to_backend<B>(x), dy = backend::to_backend<B>(y);
+      backend::buffer<B, T> out(n);
+      std::vector<T> got(n);
+      B::map(out.data(), {dx.data(), dy.data()}, rule, n);
+      out.download(got.data());
+      double worst = 0;
+      for (std::size_t i = 0; i < n; ++i) {
+        const double want = double(rule.a) * x.data()[i] + double(rule.b) * y.data()[i];
+        worst = std::max(worst, std::abs(double(got[i]) - want) / (1 + std::abs(want)));
+      }
+      CHECK(worst <= 4 * std::numeric_limits<T>::epsilon());
+      B::noisy_map(dx.data(), {dx.data(), dy.data()}, rule, n, 5, 6, offset);  // in place
+      dx.download(got.data());
+      worst = 0;
+      for (std::size_t i = 0; i < n; ++i) {
+        const double want = double(rule.a) * x.data()[i] + double(rule.b) * y.data()[i] + double(rule.c) * eta[i];
+        worst = std::max(worst, std::abs(double(got[i]) - want) / (1 + std::abs(want)));
+      }
+      INFO("offset " << offset << ", n " << n);
+      CHECK(worst <= 4 * std::numeric_limits<T>::epsilon() * (1 + SOFTDIFF_TEST_NOISE_ULP));
+    }
 }
 
 TEMPLATE_TEST_CASE("backend sampler steps equal the CPU sampler steps", "[backend][sampler]" SOFTDIFF_TEST_TAG, float,
                    double) {
   using namespace softdiff;
-  using B = testing::backend_cases::B;
   using T = TestType;
   namespace bc = testing::backend_cases;
-  namespace pt = backend::portable;
   for (const shape4 s : {shape4{2, 3, 12, 10}, shape4{1, 3, 7, 3}})  // 720 and 63 = 4 * 15 + 3 elements
-    for (const auto& [t, t_next] : {std::pair{0.6, 0.45}, std::pair{0.2, 0.0}}) {
-      bc::check_step<T>(sampler::naive<T>{}, pt::naive<B, T>{}, t, t_next, s);
-      bc::check_step<T>(sampler::momentum<T>{}, pt::momentum<B, T>{}, t, t_next, s);
-      bc::check_step<T>(sampler::pf_momentum<T>{}, pt::pf_momentum<B, T>{}, t, t_next, s);
-      for (double k : {0.0, 0.5}) {
-        bc::check_step<T>(sampler::ddim<T>(k), pt::ddim<B, T>(k), t, t_next, s);
-        bc::check_step<T>(sampler::predictor_corrector<T>(k), pt::predictor_corrector<B, T>(k), t, t_next, s);
+    for (const std::uint64_t offset : {0u, 126u})                       // a part starting at sample 2 of 63-element samples
+      for (const auto& [t, t_next] : {std::pair{0.6, 0.45}, std::pair{0.2, 0.0}}) {
+        bc::check_step<T, sampler::naive>(t, t_next, s, offset);
+        bc::check_step<T, sampler::momentum>(t, t_next, s, offset);
+        bc::check_step<T, sampler::pf_momentum>(t, t_next, s, offset);
+        for (double k : {0.0, 0.5}) {
+          bc::check_step<T, sampler::ddim>(t, t_next, s, offset, k);
+          bc::check_step<T, sampler::predictor_corrector>(t, t_next, s, offset, k);
+        }
       }
-    }
 }
 
 TEMPLATE_TEST_CASE("backend samplers reject bad steps as the CPU does", "[backend][sampler]" SOFTDIFF_TEST_TAG, float,
@@ -275,12 +323,14 @@ TEMPLATE_TEST_CASE("backend samplers reject bad steps as the CPU does", "[backen
   using B = testing::backend_cases::B;
   using T = TestType;
   namespace bc = testing::backend_cases;
-  backend::portable::backend_model<B, op::identity<T>, bc::test_schedule, bc::backend_denoiser> model({}, {}, {});
-  backend::portable::buffer<B, T> d(8);
-  backend::portable::momentum<B, T> m;
+  sampler::backend_model<B, op::identity<T>, bc::test_schedule, bc::backend_denoiser> model({}, {}, {});
+  backend::batch_t<B, T> d, empty;
+  ensure_shape(d, shape4{1, 1, 2, 4});
+  ensure_shape(empty, shape4{0, 1, 2, 4});
+  sampler::momentum<T, B> m;
   const noise_source noise{1, 2};
-  REQUIRE_THROWS_WITH(m.step(model, d.data(), {1, 1, 2, 4}, 0.3, 0.5, noise), Catch::Contains("0 <= t' < t <= 1"));
-  REQUIRE_THROWS_WITH(m.step(model, d.data(), {0, 1, 2, 4}, 0.5, 0.3, noise), Catch::Contains("empty batch"));
-  using ddim_type = backend::portable::ddim<B, T>;
+  REQUIRE_THROWS_WITH(m.step(model, d, 0.3, 0.5, noise), Catch::Contains("0 <= t' < t <= 1"));
+  REQUIRE_THROWS_WITH(m.step(model, empty, 0.5, 0.3, noise), Catch::Contains("empty batch"));
+  using ddim_type = sampler::ddim<T, B>;
   REQUIRE_THROWS_WITH(ddim_type(1.5), Catch::Contains("k_ratio"));
 }

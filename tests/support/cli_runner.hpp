@@ -3,7 +3,9 @@
 // files: exit status, stdout and stderr captured through files of a test::temp_dir.
 #include <cstdlib>
 #include <filesystem>
+#include <sstream>
 #include <string>
+#include <vector>
 
 #include <sys/wait.h>
 
@@ -46,6 +48,21 @@ inline cli_result run_tool(const temp_dir& dir, const std::string& args, const s
   r.out = read_text(out);
   r.err = read_text(err);
   return r;
+}
+
+/// The rows of a CSV file's text, each split at commas (no quoting: the tool writes none).
+inline std::vector<std::vector<std::string>> read_csv(const std::filesystem::path& p) {
+  std::vector<std::vector<std::string>> rows;
+  std::istringstream in(read_text(p));
+  std::string line;
+  while (std::getline(in, line)) {
+    std::vector<std::string> cells;
+    std::istringstream ls(line);
+    std::string cell;
+    while (std::getline(ls, cell, ',')) cells.push_back(cell);
+    rows.push_back(cells);
+  }
+  return rows;
 }
 
 }  // namespace softdiff::test

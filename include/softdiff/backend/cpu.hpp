@@ -1,7 +1,9 @@
 #pragma once
-// backend::cpu: the default execution space. Host memory, OpenMP parallel_for,
-// CBLAS GEMM (single-threaded inside OpenMP regions with the OpenMP OpenBLAS,
-// multi-threaded outside), and Philox noise.
+// backend::cpu: the default execution space (the Backend contract of backend/backend.hpp).
+// Host memory, OpenMP parallel_for, CBLAS GEMM (single-threaded inside OpenMP regions with the
+// OpenMP OpenBLAS, multi-threaded outside), FFTW, and Philox noise. The noise primitives share
+// one walk over Philox blocks (for_each_normal_tile), which generates a tile of blocks at a time
+// on the stack, so that a sampler's element rule and its noise are one pass over memory.
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
@@ -9,10 +11,14 @@
 #include <new>
 #include <span>
 #include <type_traits>
+#include <utility>
 
 #include <omp.h>
 
+#include "softdiff/backend/backend.hpp"
 #include "softdiff/backend/blas.hpp"
+#include "softdiff/backend/elementwise.hpp"
+#include "softdiff/backend/fftw.hpp"
 #include "softdiff/backend/normal_tile.hpp"
 #include "softdiff/backend/philox.hpp"
 
@@ -21,6 +27,14 @@ namespace softdiff::backend {
 struct cpu {
   static constexpr const char* name = "cpu";
   static constexpr bool is_host = true;
+
+  /// Least elements per thread in element-wise passes: smaller ones run on one thread, where a
+  /// parallel region would cost more than it saves (and far more on an oversubscribed machine).
+  static constexpr std::size_t elementwise_grain = std::size_t{1} << 16;
+
+  /// FFTW, on any thread (backend/fftw.hpp).
+  template <class T>
+  using fft = fftw::engine<T>;
 
   template <class T>
   [[nodiscard]] static T* allocate(std::size_t n) {
@@ -35,6 +49,9 @@ struct cpu {
   static void copy(const T* src, T* dst, std::size_t n) {
     if (n) std::memcpy(dst, src, n * sizeof(T));
   }
+
+  /// Every pointer the CPU code sees is a host pointer (its batches are host arrays): nothing to check.
+  static void require_memory(const void* /*p*/, const char* /*where*/) noexcept {}
 
   /// f(i) for i in [0, n), statically partitioned over OpenMP threads.
   template <class F>
@@ -110,30 +127,89 @@ struct cpu {
                              c + i * stride_c, ldc);
   }
 
+  /// out[i] = rule(in[0][i], ..., in[K-1][i]) for i < n; out may be one of the inputs.
+  template <class T, class Rule, std::size_t K>
+  static void map(T* out, const T* const (&in)[K], Rule rule, std::size_t n) {
+    const auto ins = pointers(in);
+    parallel_chunks(n, elementwise_grain, [=](std::size_t lo, std::size_t hi) {
+#pragma omp simd
+      for (std::size_t i = lo; i < hi; ++i) out[i] = apply(rule, ins, i, std::make_index_sequence<K>{});
+    });
+  }
+
+  /// out[i] = rule(in[0][i], ..., in[K-1][i], eta_i) for i < n, eta_i the standard normal at flat
+  /// index offset + i of (seed, stream); out may be one of the inputs.
+  template <class T, class Rule, std::size_t K>
+  static void noisy_map(T* out, const T* const (&in)[K], Rule rule, std::size_t n, std::uint64_t seed,
+                        std::uint64_t stream, std::uint64_t offset) {
+    const auto ins = pointers(in);
+    for_each_normal_tile<T>(seed, stream, offset, n, [=](std::size_t lo, std::size_t hi, const T* eta) {
+#pragma omp simd
+      for (std::size_t i = lo; i < hi; ++i) out[i] = apply(rule, ins, i, eta[i - lo], std::make_index_sequence<K>{});
+    });
+  }
+
   /// out[i] = standard normal at flat index (offset + i) of `stream` under `seed`.
   /// The value at each index is independent of n, offset partitioning and thread count.
   template <class T>
   static void fill_normal(std::uint64_t seed, std::uint64_t stream, T* out, std::size_t n, std::uint64_t offset = 0) {
-    static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>);
-    constexpr std::uint64_t per_block = std::is_same_v<T, float> ? 4 : 2;
-    const std::uint64_t first = offset / per_block, last = (offset + n + per_block - 1) / per_block;
-    parallel_chunks(static_cast<std::size_t>(last - first), 4096, [&](std::size_t b0, std::size_t b1) {
-      constexpr std::size_t tile = detail::normal_tile;  // blocks generated per vectorised pass
-      alignas(64) T buf[tile * per_block];
-      for (std::size_t b = b0; b < b1; b += tile) {
-        const std::size_t nb = std::min(tile, b1 - b);
-        if constexpr (std::is_same_v<T, float>) {
-          detail::normal4_tile(first + b, stream, seed, buf);
-        } else {
-          for (std::size_t j = 0; j < nb; ++j) normal2(first + b + j, stream, seed, buf + 2 * j);
-        }
-        // copy the part of [block range] that falls inside [offset, offset + n)
-        const std::uint64_t g0 = (first + b) * per_block, g1 = g0 + nb * per_block;
-        const std::uint64_t lo = std::max<std::uint64_t>(g0, offset), hi = std::min<std::uint64_t>(g1, offset + n);
-        for (std::uint64_t g = lo; g < hi; ++g) out[g - offset] = buf[g - g0];
-      }
+    for_each_normal_tile<T>(seed, stream, offset, n, [=](std::size_t lo, std::size_t hi, const T* eta) {
+      std::copy(eta, eta + (hi - lo), out + lo);
     });
   }
+
+  /// The one walk over Philox blocks: f(lo, hi, eta) over consecutive ranges covering [0, n),
+  /// eta[j] the standard normal at flat index offset + lo + j. Tiles of blocks run in parallel;
+  /// each number is a pure function of its index, so nothing depends on the thread count or on
+  /// how a batch is cut into offset ranges.
+  template <class T, class F>
+  static void for_each_normal_tile(std::uint64_t seed, std::uint64_t stream, std::uint64_t offset, std::size_t n,
+                                   F&& f) {
+    static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>, "noise is float or double");
+    if (n == 0) return;
+    constexpr std::uint64_t per_block = kernels::normals_per_block<T>;
+    constexpr std::size_t tile = detail::normal_tile;  // blocks generated per vectorised pass
+    const std::uint64_t first = kernels::philox_blocks<T>::covering(offset, n).first;
+    parallel_chunks(kernels::philox_blocks<T>::covering(offset, n).count, elementwise_grain / (4 * per_block),
+                    [&](std::size_t b0, std::size_t b1) {
+                      alignas(64) T buf[tile * per_block];
+                      for (std::size_t b = b0; b < b1; b += tile) {
+                        const std::size_t nb = std::min(tile, b1 - b);
+                        if constexpr (std::is_same_v<T, float>) {
+                          detail::normal4_tile(first + b, stream, seed, buf);
+                        } else {
+                          for (std::size_t j = 0; j < nb; ++j) normal2(first + b + j, stream, seed, buf + 2 * j);
+                        }
+                        // the part of this tile's flat indices [g0, g1) inside [offset, offset + n)
+                        const std::uint64_t g0 = (first + b) * per_block, g1 = g0 + nb * per_block;
+                        const std::uint64_t lo = std::max(g0, offset), hi = std::min(g1, offset + n);
+                        f(static_cast<std::size_t>(lo - offset), static_cast<std::size_t>(hi - offset),
+                          static_cast<const T*>(buf) + (lo - g0));
+                      }
+                    });
+  }
+
+private:
+  template <class T, std::size_t K>
+  struct pointer_pack {
+    const T* p[K];
+  };
+  template <class T, std::size_t K>
+  static pointer_pack<T, K> pointers(const T* const (&in)[K]) {
+    pointer_pack<T, K> r{};
+    for (std::size_t a = 0; a < K; ++a) r.p[a] = in[a];
+    return r;
+  }
+  template <class Rule, class T, std::size_t K, std::size_t... A>
+  static T apply(const Rule& rule, const pointer_pack<T, K>& in, std::size_t i, std::index_sequence<A...>) {
+    return rule(in.p[A][i]...);
+  }
+  template <class Rule, class T, std::size_t K, std::size_t... A>
+  static T apply(const Rule& rule, const pointer_pack<T, K>& in, std::size_t i, T eta, std::index_sequence<A...>) {
+    return rule(in.p[A][i]..., eta);
+  }
 };
+
+static_assert(Backend<cpu>);
 
 }  // namespace softdiff::backend

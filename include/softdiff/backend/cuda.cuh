@@ -1,5 +1,5 @@
 #pragma once
-// backend::cuda: the GPU execution space, the same Backend trait as backend::cpu (concepts.hpp).
+// backend::cuda: the GPU execution space, the same Backend trait as backend::cpu (backend/backend.hpp).
 // Declared only when SOFTDIFF_ENABLE_CUDA is defined (CMake option SOFTDIFF_ENABLE_CUDA) and
 // compiled only by nvcc (a .cu translation unit, --extended-lambda): its templates launch kernels.
 //
@@ -9,8 +9,10 @@
 //   parallel_for            f(i) for i in [0, n) as a kernel; f has a __device__ call operator
 //                           (an element functor of backend/elementwise.hpp or an extended lambda)
 //   gemm, gemm_strided_batched   row-major, through cuBLAS (backend/cuda/blas.cuh)
+//   map, noisy_map          element rules as kernels (backend/elementwise.hpp), noise drawn in
+//                           the kernel at each element's flat index
 //   fill_normal             Philox noise, the numbers backend::cpu::fill_normal gives
-//   FFT                     portable::fft_engine<cuda, T>, cuFFT (backend/cuda/fft.cuh)
+//   fft<T>                  cufft_engine<T>, cuFFT (backend/cuda/fft.cuh)
 //
 // Work is enqueued on the calling thread's current stream (cudaStreamPerThread unless a
 // cuda_stream_scope names another; backend/cuda/stream.cuh) and is asynchronous except copies
@@ -40,13 +42,16 @@
 #include "softdiff/backend/cuda/launch.cuh"
 #include "softdiff/backend/cuda/stream.cuh"
 #include "softdiff/backend/elementwise.hpp"
-#include "softdiff/concepts.hpp"
+#include "softdiff/backend/backend.hpp"
 
 namespace softdiff::backend {
 
 struct cuda {
   static constexpr const char* name = "cuda";
   static constexpr bool is_host = false;
+
+  template <class T>
+  using fft = cufft_engine<T>;
 
   /// The calling thread's current stream.
   [[nodiscard]] static cudaStream_t stream() noexcept { return detail::cuda_thread_stream(); }
@@ -104,6 +109,22 @@ struct cuda {
                                          ldc, stride_c, batch, stream());
   }
 
+  /// out[i] = rule(in[0][i], ..., in[K-1][i]) for i < n, as a kernel; out may be an input.
+  template <class T, class Rule, std::size_t K>
+  static void map(T* out, const T* const (&in)[K], Rule rule, std::size_t n) {
+    kernels::map_fn<T, Rule, K> f{out, {}, rule};
+    for (std::size_t a = 0; a < K; ++a) f.in[a] = in[a];
+    if (n > 0) parallel_for(n, f);
+  }
+  /// out[i] = rule(in[0][i], ..., in[K-1][i], eta_i), eta_i the normal at flat index offset + i of
+  /// (seed, noise_stream), as a kernel over Philox blocks; out may be an input.
+  template <class T, class Rule, std::size_t K>
+  static void noisy_map(T* out, const T* const (&in)[K], Rule rule, std::size_t n, std::uint64_t seed,
+                        std::uint64_t noise_stream, std::uint64_t offset) {
+    kernels::noisy_map_fn<T, Rule, K> f{out, {}, rule, n, offset, seed, noise_stream};
+    for (std::size_t a = 0; a < K; ++a) f.in[a] = in[a];
+    if (n > 0) parallel_for(f.blocks(), f);
+  }
   /// out[i] = standard normal at flat index (offset + i) of `noise_stream` under `seed`, as
   /// backend::cpu::fill_normal; out is device memory.
   template <class T>
@@ -112,6 +133,19 @@ struct cuda {
     static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>);
     const kernels::fill_normal_fn<T> f{out, n, offset, seed, noise_stream};
     parallel_for(f.blocks(), f);
+  }
+
+  /// Throws softdiff::error naming `where` unless the device can use p: memory from cudaMalloc,
+  /// managed memory, or host memory registered or allocated with CUDA; plain host memory (malloc,
+  /// new, a softdiff::batch) is refused. A null pointer (an empty array) passes.
+  static void require_memory(const void* p, const char* where) {
+    if (p == nullptr) return;
+    cudaPointerAttributes a{};
+    const cudaError_t e = cudaPointerGetAttributes(&a, p);
+    if (e != cudaSuccess) (void)cudaGetLastError();
+    if (e != cudaSuccess || a.type == cudaMemoryTypeUnregistered)
+      throw error(::softdiff::detail::concat(where, ": expected device memory (backend::cuda), got host memory at ",
+                                             p, "; copy it to the device first (cuda_ops::to_device)"));
   }
 
   /// True for memory that only the device can read (cudaMalloc); false for host memory,

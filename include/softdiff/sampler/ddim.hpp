@@ -13,6 +13,9 @@
 #include <concepts>
 #include <string_view>
 
+#include "softdiff/backend/backend.hpp"
+#include "softdiff/backend/buffer.hpp"
+#include "softdiff/backend/cpu.hpp"
 #include "softdiff/concepts.hpp"
 #include "softdiff/random.hpp"
 #include "softdiff/sampler/step_support.hpp"
@@ -20,55 +23,32 @@
 
 namespace softdiff::sampler {
 
-namespace detail {
-
-/// Eq. 52 on raw arrays: out <- c + sqrt(s'^2 - k^2) (x - y) / s + k eta, with y = C_t h,
-/// c = C_{t'} h, k = k_ratio s'; out may be x. Shared with the predictor-corrector sampler.
-template <class T>
-void ddim_update(const T* x, T* out, const T* y, const T* c, std::size_t n, double s, double s_next,
-                 double k_ratio, const noise_source& noise) {
-  const rules::ddim<T> rule = rules::ddim<T>::at(s, s_next, k_ratio);
-  if (!rule.noisy) {
-    backend::cpu::parallel_chunks(n, elementwise_grain, [=](std::size_t lo, std::size_t hi) {
-#pragma omp simd
-      for (std::size_t i = lo; i < hi; ++i) out[i] = rule(x[i], y[i], c[i]);
-    });
-    return;
-  }
-  for_each_normal_chunk<T>(noise, n, [=](std::size_t lo, std::size_t hi, const T* eta) {
-#pragma omp simd
-    for (std::size_t i = lo; i < hi; ++i) out[i] = rule(x[i], y[i], c[i], eta[i - lo]);
-  });
-}
-
-}  // namespace detail
-
-template <class T = float>
-class ddim {
+template <class T = float, Backend B = backend::cpu>
+class ddim : public detail::k_ratio_holder {
 public:
   using scalar_type = T;
+  using backend_type = B;
+  using batch_type = backend::batch_t<B, T>;
   static constexpr std::string_view name = "ddim";
 
   /// k = k_ratio * sigma_{t'} on each step; k_ratio in [0, 1] (0: deterministic).
-  explicit ddim(double k_ratio = 0.0) : k_ratio_(k_ratio) { rules::check_k_ratio("sampler::ddim", k_ratio); }
+  explicit ddim(double k_ratio = 0.0) : detail::k_ratio_holder(k_ratio, "sampler::ddim") {}
 
   [[nodiscard]] int evaluations_per_step() const { return 1; }
-  [[nodiscard]] double k_ratio() const { return k_ratio_; }
 
   /// One step t -> t' (t' < t) on x in place; `noise` supplies eta when k > 0.
   template <SamplingModel M>
-    requires std::same_as<typename M::scalar_type, T>
-  void step(M& model, batch<T>& x, double t, double t_next, const noise_source& noise) {
+    requires std::same_as<typename M::scalar_type, T> && std::same_as<model_batch_t<M>, batch_type>
+  void step(M& model, batch_type& x, double t, double t_next, const noise_source& noise) {
     const double s = model.sigma(t), s_next = model.sigma(t_next);
     detail::check_step("sampler::ddim::step", x, t, t_next, s, s_next);
-    if (!detail::estimate(model, x, t, t_next, s_next, h_, y_, c_)) return;  // h, C_t h, C_{t'} h
+    if (!detail::estimate<B>(model, x, t, t_next, s_next, h_, y_, c_)) return;  // h, C_t h, C_{t'} h
     // eq. 52: x_{t'} = C_{t'} h + sqrt(s'^2 - k^2) (x_t - C_t h) / s + k eta
-    detail::ddim_update(x.data(), x.data(), y_.data(), c_.data(), x.size(), s, s_next, k_ratio_, noise);
+    detail::ddim_update<B>(x.data(), x.data(), y_.data(), c_.data(), x.size(), s, s_next, k_ratio_, noise);
   }
 
 private:
-  double k_ratio_;
-  batch<T> h_, y_, c_;  // workspaces: h, C_t h, C_{t'} h
+  batch_type h_, y_, c_;  // workspaces: h, C_t h, C_{t'} h
 };
 
 static_assert(Sampler<ddim<float>, detail::model_archetype<float>>);

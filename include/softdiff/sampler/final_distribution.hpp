@@ -94,23 +94,37 @@ public:
     softdiff::detail::require(noise.offset % (C * P) == 0, "final_distribution::sample: noise offset ", noise.offset,
                               " is not a whole number of ", C, "x", height_, "x", width_, " images");
     ensure_shape(out, shape4{count, C, height_, width_});
-    std::vector<double> z(count * C);
-    noise_source colours = noise.sub(1);
-    colours.offset = noise.offset / P;  // first image * C: the colours are image-major
-    colours.fill(std::span<double>(z));
+    const std::vector<double> z = colours(count, noise);
     for (std::size_t i = 0; i < count; ++i)
       for (std::size_t c = 0; c < C; ++c) {
-        const T colour = static_cast<T>(mean_[c] + std::sqrt(variance_[c]) * z[i * C + c]);
+        const T colour = static_cast<T>(z[i * C + c]);
         T* p = out.data() + (i * C + c) * P;
         std::fill(p, p + P, colour);
       }
     op.apply(level, out, out);  // C_1 applied to the constant images
     const T sg = static_cast<T>(sigma);
     T* o = out.data();
-    detail::for_each_normal_chunk<T>(noise, out.size(), [=](std::size_t lo, std::size_t hi, const T* eta) {
+    noise.for_each_normal<T>(out.size(), [=](std::size_t lo, std::size_t hi, const T* eta) {
 #pragma omp simd
       for (std::size_t k = lo; k < hi; ++k) o[k] += sg * eta[k - lo];
     });
+  }
+
+  /// The colours of `count` images, image-major ([count, C]): mean[c] + sqrt(variance[c]) z with z
+  /// from noise.sub(1), starting at the image noise.offset / (C H W) (what sample draws; backends
+  /// other than the CPU draw them here too and fill the planes themselves).
+  [[nodiscard]] std::vector<double> colours(std::size_t count, const noise_source& noise) const {
+    softdiff::detail::require(fitted(), "final_distribution::colours: not fitted (call fit or give mean and variance)");
+    const std::size_t C = channels(), P = height_ * width_;
+    softdiff::detail::require(noise.offset % (C * P) == 0, "final_distribution: noise offset ", noise.offset,
+                              " is not a whole number of ", C, "x", height_, "x", width_, " images");
+    std::vector<double> z(count * C);
+    noise_source source = noise.sub(1);
+    source.offset = noise.offset / P;  // first image * C: the colours are image-major
+    source.fill(std::span<double>(z));
+    for (std::size_t i = 0; i < count; ++i)
+      for (std::size_t c = 0; c < C; ++c) z[i * C + c] = mean_[c] + std::sqrt(variance_[c]) * z[i * C + c];
+    return z;
   }
 
 private:

@@ -16,6 +16,9 @@
 #include <cstddef>
 #include <string_view>
 
+#include "softdiff/backend/backend.hpp"
+#include "softdiff/backend/buffer.hpp"
+#include "softdiff/backend/cpu.hpp"
 #include "softdiff/concepts.hpp"
 #include "softdiff/random.hpp"
 #include "softdiff/sampler/step_support.hpp"
@@ -23,10 +26,12 @@
 
 namespace softdiff::sampler {
 
-template <class T = float>
+template <class T = float, Backend B = backend::cpu>
 class momentum {
 public:
   using scalar_type = T;
+  using backend_type = B;
+  using batch_type = backend::batch_t<B, T>;
   static constexpr std::string_view name = "momentum";
 
   momentum() = default;
@@ -38,8 +43,8 @@ public:
 
   /// One step t -> t' (t' < t) on x in place; `noise` supplies eta.
   template <SamplingModel M>
-    requires std::same_as<typename M::scalar_type, T>
-  void step(M& model, batch<T>& x, double t, double t_next, const noise_source& noise) {
+    requires std::same_as<typename M::scalar_type, T> && std::same_as<model_batch_t<M>, batch_type>
+  void step(M& model, batch_type& x, double t, double t_next, const noise_source& noise) {
     const double s = model.sigma(t), s_next = model.sigma(t_next);
     detail::check_step("sampler::momentum::step", x, t, t_next, s, s_next);
     const shape4 shape = shape_of(x);
@@ -52,41 +57,42 @@ public:
       const std::size_t nb = std::min(block_, n - n0);
       workspace& w = nb == block_ ? whole_ : rest_;  // two block shapes at most: no reallocation
       ensure_shape(w.x, shape4{nb, shape[1], shape[2], shape[3]});
-      std::copy(x.data() + n0 * d, x.data() + (n0 + nb) * d, w.x.data());
+      B::copy(x.data() + n0 * d, w.x.data(), nb * d);
       run(model, w.x, x.data() + n0 * d, n0 * d, t, t_next, s, s_next, noise, w);
     }
   }
 
-private:
-  struct workspace {
-    batch<T> x, x0, y, c;  // block of x_t (blocked steps only), x0 = phi + x_t, y_t = C_t x0, C_{t'} x0
-  };
-
-  /// Eq. 17 for the samples in xt, written to out; `offset` is xt's flat index in the batch.
-  template <class M>
-  void run(M& model, const batch<T>& xt, T* out, std::size_t offset, double t, double t_next, double s,
-           double s_next, const noise_source& noise, workspace& w) {
-    model.denoise(xt, t, w.x0);  // x0 = phi(x_t, t) + x_t
-    const std::size_t size = xt.size();
-    if (s_next == 0.0) {  // final step: return the x_0 estimate (step_support.hpp)
-      std::copy(w.x0.data(), w.x0.data() + size, out);
-      return;
-    }
-    model.apply_operator(t, w.x0, w.y);       // y_t = C_t x0
-    model.apply_operator(t_next, w.x0, w.c);  // C_{t'} x0
+  /// The fused element-wise part of eq. 17 alone, out[i] from x_t[i], y_t[i], C_{t'} x0[i] and
+  /// the noise at flat index offset + i (out may be xt).
+  static void update(T* out, const T* xt, const T* y, const T* c, std::size_t n, double s, double s_next,
+                     const noise_source& noise, std::size_t offset = 0) {
     // Algorithm 2 / eq. 17, with s = sigma_t, s' = sigma_{t'}:
     //   e       = y_t - x_t
     //   z       = x_t - ((s'^2 - s^2) / s^2) e + sqrt(s^2 - s'^2) eta
     //   x_{t'}  = z + (C_{t'} x0 - y_t)
-    // evaluated in one pass over x_t, y_t, C_{t'} x0 with eta generated in registers.
-    const rules::momentum<T> rule = rules::momentum<T>::at(s, s_next);
-    const T* y = w.y.data();
-    const T* c = w.c.data();
-    const T* xp = xt.data();  // may be out itself (whole-batch step): each index is read before it is written
-    detail::for_each_normal_chunk_at<T>(noise, offset, size, [=](std::size_t lo, std::size_t hi, const T* eta) {
-#pragma omp simd
-      for (std::size_t i = lo; i < hi; ++i) out[i] = rule(xp[i], y[i], c[i], eta[i - lo]);
-    });
+    // one pass over x_t, y_t, C_{t'} x0 with eta generated in the same pass.
+    detail::noisy_update<B>(out, {xt, y, c}, rules::momentum<T>::at(s, s_next), n, noise, offset);
+  }
+
+private:
+  struct workspace {
+    batch_type x, x0, y, c;  // block of x_t (blocked steps only), x0 = phi + x_t, y_t = C_t x0, C_{t'} x0
+  };
+
+  /// Eq. 17 for the samples in xt, written to out; `offset` is xt's flat index in the batch.
+  template <class M>
+  void run(M& model, const batch_type& xt, T* out, std::size_t offset, double t, double t_next, double s,
+           double s_next, const noise_source& noise, workspace& w) {
+    model.denoise(xt, t, w.x0);  // x0 = phi(x_t, t) + x_t
+    const std::size_t size = xt.size();
+    if (s_next == 0.0) {  // final step: return the x_0 estimate (step_support.hpp)
+      B::copy(w.x0.data(), out, size);
+      return;
+    }
+    model.apply_operator(t, w.x0, w.y);       // y_t = C_t x0
+    model.apply_operator(t_next, w.x0, w.c);  // C_{t'} x0
+    // xt may be out itself (whole-batch step): each index is read before it is written
+    update(out, xt.data(), w.y.data(), w.c.data(), size, s, s_next, noise, offset);
   }
 
   std::size_t block_ = 0;

@@ -14,7 +14,6 @@
 
 #include "softdiff/backend/cuda/check.cuh"
 #include "softdiff/backend/cuda/stream.cuh"
-#include "softdiff/backend/portable/fft.hpp"
 
 namespace softdiff::backend {
 
@@ -80,11 +79,10 @@ inline cufft_plan_cache& cufft_plans() {
 
 }  // namespace detail
 
-namespace portable {
-
-/// cuFFT on the calling thread's current stream (backend/cuda/stream.cuh).
+/// backend::cuda's FFT engine (Backend::fft): cuFFT on the calling thread's current stream
+/// (backend/cuda/stream.cuh).
 template <class T>
-class fft_engine<cuda, T> {
+class cufft_engine {
   static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>, "cuFFT transforms float or double");
 
 public:
@@ -116,5 +114,4 @@ public:
   }
 };
 
-}  // namespace portable
 }  // namespace softdiff::backend

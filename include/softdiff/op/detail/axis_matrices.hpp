@@ -17,7 +17,7 @@
 #include "softdiff/op/dct_blur.hpp"
 #include "softdiff/op/fft_conv.hpp"
 
-namespace softdiff::backend::portable {
+namespace softdiff::op {
 
 /// The paper's blur along one axis of length n (appendix G, zero padding): B_ij = g_{|i-j|} for
 /// |i - j| <= R and 0 otherwise, from the one-sided taps g_0..g_R normalised to sum 1 over
@@ -76,12 +76,12 @@ template <class T>
   const long kh = static_cast<long>(k.shape()[0]), kw = static_cast<long>(k.shape()[1]);
   const long ra = kh / 2, rb = kw / 2;
   conv_spectrum<T> out;
-  out.ph = fftw::good_size(static_cast<int>(h) + static_cast<int>(ra));
-  out.pw = fftw::good_size(static_cast<int>(w) + static_cast<int>(rb));
+  out.ph = backend::fftw::good_size(static_cast<int>(h) + static_cast<int>(ra));
+  out.pw = backend::fftw::good_size(static_cast<int>(w) + static_cast<int>(rb));
   const long ph = out.ph, pw = out.pw;
   const std::size_t nr = static_cast<std::size_t>(ph * pw), nc = static_cast<std::size_t>(ph * (pw / 2 + 1));
-  fftw::buffer<double> r(nr);
-  fftw::buffer<std::complex<double>> spec(nc);
+  backend::fftw::buffer<double> r(nr);
+  backend::fftw::buffer<std::complex<double>> spec(nc);
   std::fill(r.data(), r.data() + nr, 0.0);
   for (long a = 0; a < kh; ++a) {
     const long pa = (((a - ra) % ph) + ph) % ph;
@@ -90,7 +90,7 @@ template <class T>
       r[static_cast<std::size_t>(pa * pw + pb)] += k(static_cast<std::size_t>(a), static_cast<std::size_t>(b));
     }
   }
-  fftw::cached_plan<double>(fftw::transform::r2c, out.ph, out.pw).r2c(r.data(), spec.data());
+  backend::fftw::cached_plan<double>(backend::fftw::transform::r2c, out.ph, out.pw).r2c(r.data(), spec.data());
   const double norm = 1.0 / (static_cast<double>(ph) * static_cast<double>(pw));  // c2r(r2c(x)) = Ph Pw x
   out.k.resize(2 * nc);
   for (std::size_t i = 0; i < nc; ++i) {
@@ -101,4 +101,4 @@ template <class T>
   return out;
 }
 
-}  // namespace softdiff::backend::portable
+}  // namespace softdiff::op

@@ -1,11 +1,14 @@
 #pragma once
-// The corruption operators of the core on any Backend, on raw backend pointers:
-// backend_operator<B, Op> wraps a host operator Op (its parameters, level range and checks)
-// and applies the same C(level) to NCHW data in B's memory. With B = backend::cuda this is
-// the GPU path (backend/cuda/ops.cuh); with B = backend::cpu the same code runs on the host,
-// which is how it is tested where no GPU is present (tests/test_backend_portable.cpp).
+// The corruption operators of the core on any Backend, written once over the backend's
+// primitives (backend/backend.hpp) on raw backend pointers: backend_operator<B, Op> wraps a
+// host operator Op (its parameters, level range and checks) and applies the same C(level) to
+// NCHW data in B's memory. With B = backend::cuda this is the GPU path (cuda_ops.cuh); with
+// B = backend::cpu the same code runs on the host, which is how it is tested where no GPU is
+// present (tests/test_backend_portable.cpp). The CPU operator classes (op/*.hpp) keep their own
+// host kernels, tuned for the CPU (the banded blur of op/detail/axis_kernels.hpp; measured in
+// docs/performance.md); SoftDiffusion on backend::cpu uses those, every other backend this file.
 //
-//   identity, scale, mask   one element-wise pass (backend/elementwise.hpp)
+//   identity, scale, mask   one element-wise pass (op/detail/element_kernels.hpp)
 //   gaussian_blur           the paper's exact blur C X = B_H X B_W^T (appendix G) as two GEMMs
 //                           with the dense axis matrices: T = X B_W^T over all rows of the batch
 //                           at once, then Y_p = B_H T_p, a strided-batched GEMM over planes
@@ -15,7 +18,7 @@
 //   compose                 inner then outer operator (adjoint: outer^T then inner^T)
 //
 // Every operator accepts y == x (in place). Levels are checked by the host operator, with its
-// messages. Axis matrices and spectra are built on the host in double (portable/axis_matrices.hpp),
+// messages. Axis matrices and spectra are built on the host in double (op/detail/axis_matrices.hpp),
 // rounded to T, copied to the backend once and kept in a small per-object cache keyed by
 // (level, H, W); workspaces grow and are kept, so a steady-state loop does not allocate.
 // Unlike the CPU Gaussian blur, apply does not scan its input for NaN or inf (a scan would stop
@@ -29,10 +32,7 @@
 #include <utility>
 #include <vector>
 
-#include "softdiff/backend/elementwise.hpp"
-#include "softdiff/backend/portable/axis_matrices.hpp"
-#include "softdiff/backend/portable/buffer.hpp"
-#include "softdiff/backend/portable/fft.hpp"
+#include "softdiff/backend/buffer.hpp"
 #include "softdiff/concepts.hpp"
 #include "softdiff/op/compose.hpp"
 #include "softdiff/op/dct_blur.hpp"
@@ -41,8 +41,14 @@
 #include "softdiff/op/identity.hpp"
 #include "softdiff/op/mask.hpp"
 #include "softdiff/op/scale.hpp"
+#include "softdiff/op/detail/axis_matrices.hpp"
+#include "softdiff/op/detail/element_kernels.hpp"
 
-namespace softdiff::backend::portable {
+namespace softdiff::op {
+
+using backend::buffer;
+using backend::element_count;
+using backend::fft_engine;
 
 /// A corruption operator applied in a backend's memory: y = C(level) x and y = C(level)^T x on
 /// an NCHW batch of shape s, x and y backend pointers (y may equal x).
@@ -57,6 +63,13 @@ concept BackendOperator = requires(D& d, const D& cd, double level, const typena
   d.apply_adjoint(level, x, y, s);
   { cd.host() } -> std::convertible_to<const typename D::host_operator&>;
 };
+
+/// Throws naming `where` unless x and y are memory of backend B (B::require_memory).
+template <Backend B, class T>
+void check_memory(const char* where, const T* x, const T* y) {
+  B::require_memory(x, where);
+  B::require_memory(y, where);
+}
 
 // ---- the algorithms, on raw backend pointers ----
 
@@ -186,6 +199,7 @@ public:
   explicit backend_operator(host_operator host = {}) : host_(host) {}
   void apply(double level, const T* x, T* y, const shape4& s) {
     check_level(host_, level, "identity");
+    check_memory<B>("identity", x, y);
     copy_apply<B>(x, y, element_count(s));
   }
   void apply_adjoint(double level, const T* x, T* y, const shape4& s) { apply(level, x, y, s); }
@@ -207,6 +221,7 @@ public:
   /// y = alpha x, alpha = 1 - level.
   void apply(double level, const T* x, T* y, const shape4& s) {
     check_level(host_, level, "scale");
+    check_memory<B>("scale", x, y);
     scale_apply<B>(static_cast<T>(host_operator::factor(level)), x, y, element_count(s));
   }
   void apply_adjoint(double level, const T* x, T* y, const shape4& s) { apply(level, x, y, s); }
@@ -233,6 +248,7 @@ public:
 private:
   void run(double level, const T* x, T* y, const shape4& s, const char* where) {
     check_level(host_, level, where);
+    check_memory<B>(where, x, y);
     if (element_count(s) == 0) return;
     const auto r = host_operator::removed(level, s[2], s[3]);
     if (r.h == 0)
@@ -279,6 +295,7 @@ public:
   /// Appendix G: y = B_H X B_W^T with B_ij = g_{|i-j|} (zero padding), level = blur std.
   void apply(double level, const T* x, T* y, const shape4& s) {
     check_level(host_, level, "gaussian_blur::apply");
+    check_memory<B>("gaussian_blur::apply", x, y);
     this->run(level, x, y, s, [&](std::size_t n) { return gaussian_axis_matrix<T>(host_.kernel(level), n); });
   }
   /// B_H and B_W are symmetric: C^T = C.
@@ -301,6 +318,7 @@ public:
   /// C = IDCT diag(exp(-lambda sigma^2 / 2)) DCT, applied as A_H X A_W^T (A = D^T diag(m) D).
   void apply(double level, const T* x, T* y, const shape4& s) {
     check_level(host_, level, "dct_blur::apply");
+    check_memory<B>("dct_blur::apply", x, y);
     softdiff::detail::require(s[2] > 0 && s[3] > 0, "dct_blur::apply: empty image ", to_string(s));
     this->run(level, x, y, s, [&](std::size_t n) { return dct_axis_matrix<T>(level, n); });
   }
@@ -330,6 +348,7 @@ private:
   void run(double level, const T* x, T* y, const shape4& s, bool adjoint) {
     const char* where = adjoint ? "fft_conv::apply_adjoint" : "fft_conv::apply";
     check_level(host_, level, where);
+    check_memory<B>(where, x, y);
     softdiff::detail::require(s[2] > 0 && s[3] > 0, where, ": empty image ", to_string(s));
     const std::size_t n = element_count(s), planes = s[0] * s[1];
     if (level == host_.min_level()) {  // the delta: C = I exactly
@@ -391,12 +410,12 @@ template <Backend B, CorruptionOperator Op>
   return backend_operator<B, Op>(std::move(host));
 }
 
-static_assert(BackendOperator<backend_operator<cpu, op::identity<float>>>);
-static_assert(BackendOperator<backend_operator<cpu, op::scale<double>>>);
-static_assert(BackendOperator<backend_operator<cpu, op::mask<float>>>);
-static_assert(BackendOperator<backend_operator<cpu, op::gaussian_blur<float>>>);
-static_assert(BackendOperator<backend_operator<cpu, op::dct_blur<double>>>);
-static_assert(BackendOperator<backend_operator<cpu, op::fft_conv<float>>>);
-static_assert(BackendOperator<backend_operator<cpu, op::compose<op::mask<float>, op::gaussian_blur<float>>>>);
+static_assert(BackendOperator<backend_operator<backend::cpu, op::identity<float>>>);
+static_assert(BackendOperator<backend_operator<backend::cpu, op::scale<double>>>);
+static_assert(BackendOperator<backend_operator<backend::cpu, op::mask<float>>>);
+static_assert(BackendOperator<backend_operator<backend::cpu, op::gaussian_blur<float>>>);
+static_assert(BackendOperator<backend_operator<backend::cpu, op::dct_blur<double>>>);
+static_assert(BackendOperator<backend_operator<backend::cpu, op::fft_conv<float>>>);
+static_assert(BackendOperator<backend_operator<backend::cpu, op::compose<op::mask<float>, op::gaussian_blur<float>>>>);
 
-}  // namespace softdiff::backend::portable
+}  // namespace softdiff::op
