@@ -57,6 +57,16 @@ concept Schedule = requires(const S& s, double t) {
   { s.name() } -> std::convertible_to<std::string>;
 };
 
+namespace detail {
+/// The least a Schedule offers, for the static_asserts beside models that take one.
+struct schedule_archetype {
+  double level(double t) const;
+  double sigma(double t) const;
+  std::string name() const;
+};
+}  // namespace detail
+static_assert(Schedule<detail::schedule_archetype>);
+
 /// The network phi of eq. 8/10: phi(x_t, t) predicts the residual x_0 - x_t, so
 /// h = phi + x_t estimates x_0. One t per sample.
 template <class N>

@@ -27,17 +27,6 @@
 
 namespace softdiff::nn {
 
-namespace detail {
-
-/// The least a Schedule offers, for the Denoiser static_assert below.
-struct schedule_archetype {
-  double level(double t) const;
-  double sigma(double t) const;
-  std::string name() const;
-};
-
-}  // namespace detail
-
 template <CorruptionOperator Op, Schedule Sched>
 class oracle {
 public:
@@ -193,7 +182,7 @@ private:
   std::vector<double> logw_, acc_;  // per-call workspaces, kept to avoid reallocation
 };
 
-static_assert(Denoiser<oracle<op::identity<float>, detail::schedule_archetype>>);
-static_assert(Denoiser<oracle<op::identity<double>, detail::schedule_archetype>>);
+static_assert(Denoiser<oracle<op::identity<float>, ::softdiff::detail::schedule_archetype>>);
+static_assert(Denoiser<oracle<op::identity<double>, ::softdiff::detail::schedule_archetype>>);
 
 }  // namespace softdiff::nn

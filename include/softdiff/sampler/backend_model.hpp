@@ -74,19 +74,10 @@ struct zero_residual {
   }
 };
 
-namespace detail {
-/// The least a Schedule offers, for the static_assert below.
-struct schedule_archetype {
-  double level(double t) const;
-  double sigma(double t) const;
-  std::string name() const;
-};
-}  // namespace detail
-
-static_assert(SamplingModel<backend_model<backend::cpu, op::identity<float>, detail::schedule_archetype,
+static_assert(SamplingModel<backend_model<backend::cpu, op::identity<float>, ::softdiff::detail::schedule_archetype,
                                          zero_residual<backend::cpu>>>);
 static_assert(Sampler<momentum<float, backend::cpu>,
-                      backend_model<backend::cpu, op::identity<float>, detail::schedule_archetype,
+                      backend_model<backend::cpu, op::identity<float>, ::softdiff::detail::schedule_archetype,
                                     zero_residual<backend::cpu>>>);
 
 }  // namespace softdiff::sampler
