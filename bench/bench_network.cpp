@@ -99,6 +99,27 @@ void BM_refunet_train_step(benchmark::State& state) {
   state.counters["replicas"] = double(s.net.replicas_in_use());
 }
 
+/// Sampling throughput: network evaluations per second (images through predict per second) for
+/// the main job's network (base 16, docs/guide.md) at the batch sizes the tool samples with:
+/// `softdiff sample` and `softdiff eval` draw in chunks of --chunk (250 by default), and 64 is
+/// sample's default --count. Arguments: base channels, batch.
+void BM_refunet_sampling_nfe(benchmark::State& state) {
+  nn::refunet_config cfg;
+  cfg.base_channels = static_cast<std::size_t>(state.range(0));
+  const auto n = static_cast<std::size_t>(state.range(1));
+  nn::refunet<float> net(cfg, 2024);
+  batch<float> x{shape4{n, 1, kSize, kSize}}, phi;
+  noise_source{7, 1}.fill(x);
+  std::vector<double> t(n);
+  for (std::size_t i = 0; i < n; ++i) t[i] = noise_source{7, 3}.uniform(i);
+  net.predict(x, t, phi);  // sizes every buffer
+  for (auto _ : state) {
+    net.predict(x, t, phi);
+    benchmark::DoNotOptimize(phi.data());
+  }
+  state.counters["NFE/s"] = benchmark::Counter(double(n) * double(state.iterations()), benchmark::Counter::kIsRate);
+}
+
 double best(const std::vector<double>& v) { return *std::min_element(v.begin(), v.end()); }
 
 }  // namespace
@@ -124,6 +145,17 @@ BENCHMARK(BM_refunet_train_step)
     ->MeasureProcessCPUTime()
     ->Iterations(1)
     ->Repetitions(6)
+    ->ComputeStatistics("min", best);
+
+BENCHMARK(BM_refunet_sampling_nfe)
+    ->ArgNames({"base", "batch"})
+    ->Args({16, 64})
+    ->Args({16, 250})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime()
+    ->MeasureProcessCPUTime()
+    ->Iterations(2)
+    ->Repetitions(5)
     ->ComputeStatistics("min", best);
 
 BENCHMARK_MAIN();

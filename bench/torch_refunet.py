@@ -47,12 +47,15 @@ def main():
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--only", choices=["forward", "train_step"], default=None)
+    parser.add_argument("--base-channels", type=int, default=32,
+                        help="RefUNet base channels (32: the default configuration; 16: the main job's network)")
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    net = RefUNet()
-    assert sum(p.numel() for p in net.parameters()) == 1539329
+    net = RefUNet(base_channels=args.base_channels)
+    if args.base_channels == 32:
+        assert sum(p.numel() for p in net.parameters()) == 1539329
     x = torch.randn(args.batch, 1, args.size, args.size)
     t = torch.rand(args.batch)
     target = torch.randn(args.batch, 1, args.size, args.size)
@@ -74,7 +77,9 @@ def main():
             continue
         best, median, cpu = timed(fn, args.warmup, args.repeats)
         print(f"torch_refunet {name} best_ms={best:.1f} median_ms={median:.1f} cpu_ms={cpu:.1f} repeats={args.repeats} "
-              f"threads={torch.get_num_threads()} batch={args.batch} size={args.size} torch={torch.__version__}",
+              f"threads={torch.get_num_threads()} batch={args.batch} size={args.size} base={args.base_channels} "
+              + (f"nfe_per_s={1000.0 * args.batch / best:.0f} " if name == "forward" else "")
+              + f"torch={torch.__version__}",
               flush=True)
 
 
