@@ -2,13 +2,13 @@
 """Regenerates include/softdiff/softdiff.hpp from the public headers on disk.
 
 Included: every header under include/softdiff/ except detail/ folders, the CUDA
-backend (.cuh, backend/cuda*) and the backend-portable internals that only the
-CUDA backend uses. Run it after adding a public header.
+backend (.cuh, backend/cuda*), the MPI communicator (backend/mpi) and the device
+element functors (backend/elementwise.hpp). Run it after adding a public header.
 """
 import pathlib
 
 root = pathlib.Path(__file__).resolve().parent.parent / "include"
-skip_dirs = {"detail", "cuda", "portable"}
+skip_dirs = {"detail", "cuda", "mpi"}
 order = ["error.hpp", "tensor.hpp", "random.hpp", "concepts.hpp"]
 headers = []
 for p in sorted((root / "softdiff").rglob("*.hpp")):
