@@ -15,7 +15,7 @@
 #include "support/operator_checks.hpp"
 
 using namespace softdiff;
-using softdiff::op::detail::axis_kind;
+using softdiff::backend::detail::axis_kind;
 
 namespace {
 

@@ -1,16 +1,9 @@
 // SoftDiffusion's primary template (soft_diffusion_on_backend.hpp, the code of every backend but
-// the CPU) run on the host: an emulated device backend, backend::cpu's primitives under another
-// name, whose batches are therefore backend::device_batch, as on a GPU. The cases
+// the CPU) run on the host: an emulated device backend (tests/support/emulated_device.hpp), whose
+// batches are backend::device_batch and whose separable primitive is dense GEMMs, as on a GPU. The cases
 // (tests/support/soft_diffusion_cases.hpp) compare it with SoftDiffusion on backend::cpu;
 // tests/cuda/test_cuda_soft_diffusion.cu runs them on backend::cuda where a GPU is present.
-#include "softdiff/backend/cpu.hpp"
-
-namespace softdiff::testing {
-struct emulated_device : backend::cpu {
-  static constexpr const char* name = "emulated_device";
-};
-static_assert(Backend<emulated_device>);
-}  // namespace softdiff::testing
+#include "support/emulated_device.hpp"
 
 #define SOFTDIFF_TEST_BACKEND softdiff::testing::emulated_device
 #define SOFTDIFF_TEST_TAG "[emulated]"

@@ -9,8 +9,8 @@
 //      sampler.step(model, x, t, t_next, noise);          // the CPU sampler's own code
 //    with cuda_ops::device_model putting an operator, a schedule and a device denoiser together.
 // 2. Thin functions on raw device pointers, extents and an explicit stream, for callers that keep
-//    their own parameters and workspaces (the matrices and spectra come from
-//    op/detail/axis_matrices.hpp, copied to the device):
+//    their own parameters and workspaces (axis matrices from backend/detail/axis_matrices.hpp with
+//    the operators' axes(level), spectra from op::fft_conv::spectrum, copied to the device):
 //      gaussian_blur_apply, dct_blur_apply, fft_conv_apply, mask_apply, scale_apply,
 //      naive_update, momentum_update, pf_momentum_update, ddim_update, corrector_update, fill_normal.
 // Everything here is the code that runs on the CPU too (op/on_backend.hpp with backend::cpu in
@@ -94,25 +94,27 @@ void require_device(const char* where, const P*... p) {
 // ---- operators on raw device pointers; y may equal x ----
 
 /// The paper's blur (appendix G): y = B_H X B_W^T per plane; b_h (H x H) and b_w (W x W) are
-/// op::gaussian_axis_matrix on the device; workspace holds N C H W scalars.
+/// backend::detail::toeplitz_axis_matrix of op::gaussian_blur::kernel(level) on the device;
+/// workspace holds N C H W scalars.
 template <class T>
 void gaussian_blur_apply(const T* b_h, const T* b_w, const T* x, T* y, T* workspace, const shape4& s,
                          cudaStream_t stream) {
   cuda_stream_scope scope(stream);
   require_device("cuda_ops::gaussian_blur_apply", b_h, b_w, x, y, workspace);
-  op::separable_apply<cuda>(b_h, b_w, x, y, workspace, s);
+  backend::dense_separable_apply<cuda>(b_h, b_w, x, y, workspace, s[0] * s[1], s[2], s[3]);
 }
 
-/// The DCT heat blur: y = A_H X A_W^T with A = op::dct_axis_matrix on the device.
+/// The DCT heat blur: y = A_H X A_W^T with A = backend::detail::dct_axis_matrix of the
+/// multipliers of op::dct_blur::axes(level, H, W) on the device.
 template <class T>
 void dct_blur_apply(const T* a_h, const T* a_w, const T* x, T* y, T* workspace, const shape4& s, cudaStream_t stream) {
   cuda_stream_scope scope(stream);
   require_device("cuda_ops::dct_blur_apply", a_h, a_w, x, y, workspace);
-  op::separable_apply<cuda>(a_h, a_w, x, y, workspace, s);
+  backend::dense_separable_apply<cuda>(a_h, a_w, x, y, workspace, s[0] * s[1], s[2], s[3]);
 }
 
 /// Zero-padded FFT convolution (adjoint: correlation) with the interleaved half spectrum of
-/// op::fft_conv_spectrum on the device; padded holds N C ph pw scalars, freq 2 N C ph (pw/2+1).
+/// op::fft_conv::spectrum (as (re, im) pairs) on the device; padded holds N C ph pw scalars, freq 2 N C ph (pw/2+1).
 template <class T>
 void fft_conv_apply(const T* spectrum, int ph, int pw, bool adjoint, const T* x, T* y, T* padded, T* freq,
                     const shape4& s, cudaStream_t stream) {

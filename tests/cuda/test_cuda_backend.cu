@@ -34,7 +34,7 @@ TEST_CASE("cuda: the paper's blur through the thin API on a stream equals the CP
   auto dx = cuda_ops::to_device(x);
   cuda_ops::device_buffer<float> dy(x.size()), ws(x.size()), mats;
   for (double sd : {0.5, 3.0, 10.0, 23.0}) {
-    const auto b = op::gaussian_axis_matrix<float>(blur.kernel(sd), 64);
+    const auto b = backend::detail::toeplitz_axis_matrix<float>(blur.kernel(sd), 64);
     mats.upload(b.data(), b.size());
     cuda_ops::gaussian_blur_apply(mats.data(), mats.data(), dx.data(), dy.data(), ws.data(), s, stream.get());
     stream.synchronize();

@@ -11,6 +11,8 @@
 //                                 memory this space's kernels can use (a host pointer handed to a
 //                                 device function); nothing to check on the CPU
 //   parallel_for(n, f)            f(i) for i in [0, n)
+//   parallel_for_2d(rows, cols, f)  f(r, c) over a rows x cols index space (an NCHW batch's rows
+//                                 and columns: the host runs a row's columns as one loop)
 //   map(out, in, rule, n)         out[i] = rule(in[0][i], ..., in[K-1][i])
 //   noisy_map(out, in, rule, n, seed, stream, offset)
 //                                 out[i] = rule(in[0][i], ..., eta), eta the counter-based normal
@@ -18,6 +20,9 @@
 //   fill_normal(seed, stream, out, n, offset)   out[i] = that normal
 //   gemm, gemm_strided_batched    row-major GEMMs
 //   fft<T>                        batched 2-D real FFTs: r2c(ph, pw, planes, in, out), c2r(...)
+//   separable<T>                  y = A_H X A_W^T per plane for structured symmetric axis matrices
+//                                 (Toeplitz taps or DCT multipliers; backend/separable.hpp): each
+//                                 backend applies them its own way (SeparableEngine)
 //
 // Both noise primitives put normal k of Philox block b at flat index P b + k (P = 4 for float,
 // 2 for double): a number depends on its index alone, never on n, offset, threads or backend.
@@ -33,6 +38,7 @@ namespace detail {
 /// requires-expression would do, but nvcc 13 then treats the whole requirement as unsatisfied.)
 struct index_function_archetype {
   void operator()(std::size_t) const {}
+  void operator()(std::size_t, std::size_t) const {}
 };
 /// Stands for an element rule of map (two inputs) and noisy_map (one input and eta).
 struct rule_archetype {
@@ -46,6 +52,7 @@ concept Backend = requires(std::size_t n, float* p, const float* cp, std::uint64
                            detail::index_function_archetype f, const float* const (&two)[2],
                            const float* const (&one)[1], detail::rule_archetype rule,
                            typename B::template fft<float>& fft) {
+  typename B::template separable<float>;
   { B::name } -> std::convertible_to<const char*>;
   { B::is_host } -> std::convertible_to<bool>;
   { B::template allocate<float>(n) } -> std::same_as<float*>;
@@ -53,6 +60,7 @@ concept Backend = requires(std::size_t n, float* p, const float* cp, std::uint64
   B::template copy<float>(cp, p, n);
   B::require_memory(cp, "where");
   B::parallel_for(n, f);
+  B::parallel_for_2d(n, n, f);
   B::map(p, two, rule, n);
   B::noisy_map(p, one, rule, n, u, u, u);
   B::template fill_normal<float>(u, u, p, n, u);

@@ -1,7 +1,7 @@
 #pragma once
 // backend::cpu: the default execution space (the Backend contract of backend/backend.hpp).
 // Host memory, OpenMP parallel_for, CBLAS GEMM (single-threaded inside OpenMP regions with the
-// OpenMP OpenBLAS, multi-threaded outside), FFTW, and Philox noise. The noise primitives share
+// OpenMP OpenBLAS, multi-threaded outside), FFTW, the tuned separable primitive, and Philox noise. The noise primitives share
 // one walk over Philox blocks (for_each_normal_tile), which generates a tile of blocks at a time
 // on the stack, so that a sampler's element rule and its noise are one pass over memory.
 #include <algorithm>
@@ -17,6 +17,7 @@
 
 #include "softdiff/backend/backend.hpp"
 #include "softdiff/backend/blas.hpp"
+#include "softdiff/backend/cpu_separable.hpp"
 #include "softdiff/backend/elementwise.hpp"
 #include "softdiff/backend/fftw.hpp"
 #include "softdiff/backend/normal_tile.hpp"
@@ -35,6 +36,10 @@ struct cpu {
   /// FFTW, on any thread (backend/fftw.hpp).
   template <class T>
   using fft = fftw::engine<T>;
+  /// The separable primitive: bands, folded blocks and eigen-decompositions for Toeplitz axes,
+  /// FFTW for DCT-diagonal ones (backend/cpu_separable.hpp).
+  template <class T>
+  using separable = cpu_separable<T>;
 
   template <class T>
   [[nodiscard]] static T* allocate(std::size_t n) {
@@ -59,6 +64,17 @@ struct cpu {
     const auto count = static_cast<std::int64_t>(n);
 #pragma omp parallel for schedule(static) if (count > 4096)
     for (std::int64_t i = 0; i < count; ++i) f(static_cast<std::size_t>(i));
+  }
+
+  /// f(r, c) for r in [0, rows), c in [0, cols): rows statically partitioned over OpenMP threads
+  /// (when there are more than elementwise_grain elements), columns in order within a row, so
+  /// that a row's loop is contiguous and a functor's per-row arithmetic is done once a row.
+  template <class F>
+  static void parallel_for_2d(std::size_t rows, std::size_t cols, F&& f) {
+    const auto count = static_cast<std::int64_t>(rows);
+#pragma omp parallel for schedule(static) if (rows * cols > elementwise_grain && count > 1)
+    for (std::int64_t r = 0; r < count; ++r)
+      for (std::size_t c = 0; c < cols; ++c) f(static_cast<std::size_t>(r), c);
   }
 
   /// f(begin, end) over contiguous chunks of at least `grain` indices, one or more per thread.

@@ -8,11 +8,13 @@
 //                           the stream when either side is host memory, so the host may read it
 //   parallel_for            f(i) for i in [0, n) as a kernel; f has a __device__ call operator
 //                           (an element functor of backend/elementwise.hpp or an extended lambda)
+//   parallel_for_2d         f(r, c) over rows x cols, the same kernel over the flat index
 //   gemm, gemm_strided_batched   row-major, through cuBLAS (backend/cuda/blas.cuh)
 //   map, noisy_map          element rules as kernels (backend/elementwise.hpp), noise drawn in
 //                           the kernel at each element's flat index
 //   fill_normal             Philox noise, the numbers backend::cpu::fill_normal gives
 //   fft<T>                  cufft_engine<T>, cuFFT (backend/cuda/fft.cuh)
+//   separable<T>            dense_separable<cuda, T>: the axis matrices as two cuBLAS GEMMs
 //
 // Work is enqueued on the calling thread's current stream (cudaStreamPerThread unless a
 // cuda_stream_scope names another; backend/cuda/stream.cuh) and is asynchronous except copies
@@ -43,6 +45,7 @@
 #include "softdiff/backend/cuda/stream.cuh"
 #include "softdiff/backend/elementwise.hpp"
 #include "softdiff/backend/backend.hpp"
+#include "softdiff/backend/dense_separable.hpp"
 
 namespace softdiff::backend {
 
@@ -52,6 +55,9 @@ struct cuda {
 
   template <class T>
   using fft = cufft_engine<T>;
+  /// The separable primitive as two cuBLAS GEMMs with dense axis matrices (backend/dense_separable.hpp).
+  template <class T>
+  using separable = dense_separable<cuda, T>;
 
   /// The calling thread's current stream.
   [[nodiscard]] static cudaStream_t stream() noexcept { return detail::cuda_thread_stream(); }
@@ -91,6 +97,12 @@ struct cuda {
   template <class F>
   static void parallel_for(std::size_t n, F f) {
     detail::cuda_launch_for(n, f, stream());
+  }
+
+  /// f(r, c) over rows x cols as one flat kernel (kernels::index_2d_fn).
+  template <class F>
+  static void parallel_for_2d(std::size_t rows, std::size_t cols, F f) {
+    if (rows > 0 && cols > 0) parallel_for(rows * cols, kernels::index_2d_fn<F>{f, cols});
   }
 
   /// Row-major C = alpha op(A) op(B) + beta C (cuBLAS), device pointers.

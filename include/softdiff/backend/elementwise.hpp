@@ -17,6 +17,15 @@
 
 namespace softdiff::backend::kernels {
 
+/// f(i / cols, i % cols) for a flat index i: a 2-D parallel_for on a backend that launches
+/// flat index spaces (backend::cuda).
+template <class F>
+struct index_2d_fn {
+  F f;
+  std::size_t cols;
+  SOFTDIFF_HOST_DEVICE void operator()(std::size_t i) const { f(i / cols, i % cols); }
+};
+
 /// Normals per Philox block for T (4 for float, 2 for double).
 template <class T>
 inline constexpr std::size_t normals_per_block = std::is_same_v<T, float> ? 4 : 2;

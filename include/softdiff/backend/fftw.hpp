@@ -12,6 +12,8 @@
 #include <algorithm>
 #include <complex>
 #include <cstddef>
+#include <cstdint>
+#include <exception>
 #include <map>
 #include <mutex>
 #include <tuple>
@@ -52,6 +54,7 @@ struct api<float> {
   static void execute_r2c(plan_type p, float* in, complex_type* out) { fftwf_execute_dft_r2c(p, in, out); }
   static void execute_c2r(plan_type p, complex_type* in, float* out) { fftwf_execute_dft_c2r(p, in, out); }
   static void execute_r2r(plan_type p, float* in, float* out) { fftwf_execute_r2r(p, in, out); }
+  static int alignment_of(float* p) { return fftwf_alignment_of(p); }
   static void destroy(plan_type p) { fftwf_destroy_plan(p); }
 };
 
@@ -73,6 +76,7 @@ struct api<double> {
   static void execute_r2c(plan_type p, double* in, complex_type* out) { fftw_execute_dft_r2c(p, in, out); }
   static void execute_c2r(plan_type p, complex_type* in, double* out) { fftw_execute_dft_c2r(p, in, out); }
   static void execute_r2r(plan_type p, double* in, double* out) { fftw_execute_r2r(p, in, out); }
+  static int alignment_of(double* p) { return fftw_alignment_of(p); }
   static void destroy(plan_type p) { fftw_destroy_plan(p); }
 };
 
@@ -242,47 +246,77 @@ const plan<T>& cached_plan(transform kind, int n0, int n1) {
 }
 
 /// backend::cpu's FFT engine (Backend::fft): batched 2-D real transforms, plane by plane through
-/// the cached plans, on this object's aligned workspaces. One object per thread.
+/// the cached plans, planes spread over OpenMP threads, each thread on its own aligned work arrays
+/// (kept between calls). Any thread may use its own engine; the results do not depend on threads.
 template <class T>
 class engine {
 public:
   /// out (planes x ph x (pw/2+1) complex, interleaved) = DFT of each ph x pw plane of in.
   void r2c(int ph, int pw, std::size_t planes, const T* in, T* out) {
     const auto& plan = cached_plan<T>(fftw::transform::r2c, ph, pw);
-    prepare(ph, pw);
     const std::size_t nr = real_size(ph, pw), nc = complex_size(ph, pw);
-    for (std::size_t p = 0; p < planes; ++p) {
-      std::copy(in + p * nr, in + (p + 1) * nr, real_.data());
-      plan.r2c(real_.data(), spec_.data());
-      const T* s = reinterpret_cast<const T*>(spec_.data());
-      std::copy(s, s + 2 * nc, out + p * 2 * nc);
-    }
+    for_planes(planes, ph, pw, [&](work& w, std::size_t p) {
+      const T* src = in + p * nr;
+      T* dst = out + p * 2 * nc;
+      if (planned_alignment(src) && planned_alignment(dst)) {  // r2c keeps its input (FFTW_PRESERVE_INPUT)
+        plan.r2c(const_cast<T*>(src), reinterpret_cast<std::complex<T>*>(dst));
+        return;
+      }
+      std::copy(src, src + nr, w.real.data());
+      plan.r2c(w.real.data(), w.spec.data());
+      const T* s = reinterpret_cast<const T*>(w.spec.data());
+      std::copy(s, s + 2 * nc, dst);
+    });
   }
   /// out (planes x ph x pw) = unnormalised inverse DFT of each half spectrum of in.
   void c2r(int ph, int pw, std::size_t planes, const T* in, T* out) {
     const auto& plan = cached_plan<T>(fftw::transform::c2r, ph, pw);
-    prepare(ph, pw);
     const std::size_t nr = real_size(ph, pw), nc = complex_size(ph, pw);
-    for (std::size_t p = 0; p < planes; ++p) {
-      T* s = reinterpret_cast<T*>(spec_.data());
-      std::copy(in + p * 2 * nc, in + (p + 1) * 2 * nc, s);
-      plan.c2r(spec_.data(), real_.data());
-      std::copy(real_.data(), real_.data() + nr, out + p * nr);
-    }
+    for_planes(planes, ph, pw, [&](work& w, std::size_t p) {
+      T* s = reinterpret_cast<T*>(w.spec.data());
+      std::copy(in + p * 2 * nc, in + (p + 1) * 2 * nc, s);  // c2r destroys its input: work on a copy
+      T* dst = out + p * nr;
+      if (planned_alignment(dst)) {
+        plan.c2r(w.spec.data(), dst);
+        return;
+      }
+      plan.c2r(w.spec.data(), w.real.data());
+      std::copy(w.real.data(), w.real.data() + nr, dst);
+    });
   }
 
 private:
+  // FFTW executes plans only on arrays aligned like the ones they were made on (fftw.hpp).
+  struct work {
+    buffer<T> real;
+    buffer<std::complex<T>> spec;
+  };
   static std::size_t real_size(int ph, int pw) { return static_cast<std::size_t>(ph) * static_cast<std::size_t>(pw); }
+  /// Whether a plan made on fftw_malloc'd arrays may run on p directly (FFTW's new-array rule:
+  /// the same alignment as the planned arrays, which fftw_malloc aligns fully).
+  static bool planned_alignment(const T* p) { return api<T>::alignment_of(const_cast<T*>(p)) == 0; }
   static std::size_t complex_size(int ph, int pw) {
     return static_cast<std::size_t>(ph) * static_cast<std::size_t>(pw / 2 + 1);
   }
-  // FFTW executes plans only on arrays aligned like the ones they were made on (fftw.hpp).
-  void prepare(int ph, int pw) {
-    real_.resize(real_size(ph, pw));
-    spec_.resize(complex_size(ph, pw));
+  /// f(this thread's work arrays, p) for every plane p; the first exception is rethrown.
+  template <class F>
+  static void for_planes(std::size_t planes, int ph, int pw, F&& f) {
+    std::exception_ptr failure;
+    const auto count = static_cast<std::int64_t>(planes);
+#pragma omp parallel for schedule(static) if (count > 1)
+    for (std::int64_t p = 0; p < count; ++p) {
+      try {
+        thread_local work w;
+        w.real.resize(real_size(ph, pw));
+        w.spec.resize(complex_size(ph, pw));
+        f(w, static_cast<std::size_t>(p));
+      } catch (...) {
+#pragma omp critical(softdiff_fftw_engine_failure)
+        if (!failure) failure = std::current_exception();
+      }
+    }
+    if (failure) std::rethrow_exception(failure);
   }
-  buffer<T> real_;
-  buffer<std::complex<T>> spec_;
 };
 
 }  // namespace softdiff::backend::fftw

@@ -16,42 +16,29 @@
 // equation instead; it blurs fine detail less for the same sigma_B.) Both choices give
 // C(0) = I, preserve the constant image (lambda_00 = 0: the mean is conserved, Neumann
 // boundary) and the semigroup C(s1) C(s2) = C(sqrt(s1^2 + s2^2)).
-#include <algorithm>
+//
+// The operator states its axis matrices A = D^T diag(m) D per axis (axes(level)) and applies
+// them by the backend's separable primitive (op/detail/algorithms.hpp): on the CPU by FFTW's
+// DCTs (backend/cpu_separable.hpp), elsewhere as dense GEMMs. Copies share the engine.
 #include <cmath>
 #include <cstddef>
-#include <cstdint>
-#include <exception>
 #include <limits>
+#include <memory>
 #include <numbers>
 #include <string>
 #include <vector>
 
-#include "softdiff/backend/fftw.hpp"
+#include "softdiff/backend/cpu.hpp"
+#include "softdiff/backend/separable.hpp"
 #include "softdiff/concepts.hpp"
+#include "softdiff/op/detail/algorithms.hpp"
 #include "softdiff/tensor.hpp"
 
 namespace softdiff::op {
 
-namespace detail {
-
-/// Per-thread plane buffer (fftw_malloc'd, as the in-place plans require) and the calling
-/// thread's separable multipliers.
-template <class T>
-struct dct_blur_workspace {
-  backend::fftw::buffer<T> plane;
-  std::vector<T> mh, mw;
-};
-
-template <class T>
-dct_blur_workspace<T>& dct_blur_thread_workspace() {
-  thread_local dct_blur_workspace<T> ws;
-  return ws;
-}
-
-}  // namespace detail
-
 template <class T = float>
-struct dct_blur {
+class dct_blur {
+public:
   using scalar_type = T;
   static constexpr bool self_adjoint = true;
 
@@ -73,61 +60,25 @@ struct dct_blur {
   [[nodiscard]] double max_level() const { return std::numeric_limits<double>::max(); }
   [[nodiscard]] std::string name() const { return "dct-blur"; }
 
+  /// C(level) as the backends' separable primitive takes it: the multipliers of each axis.
+  [[nodiscard]] static backend::separable_spec axes(double level, std::size_t h, std::size_t w) {
+    backend::separable_spec spec{backend::separable_form::dct_diagonal, std::vector<double>(h), std::vector<double>(w)};
+    for (std::size_t k = 0; k < h; ++k) spec.rows[k] = multiplier(k, h, level);
+    for (std::size_t l = 0; l < w; ++l) spec.cols[l] = multiplier(l, w, level);
+    return spec;
+  }
+
 private:
-  static void run(double level, const batch<T>& x, batch<T>& y, const char* where) {
-    check_level(dct_blur{}, level, where);
+  void run(double level, const batch<T>& x, batch<T>& y, const char* where) const {
+    check_level(*this, level, where);
     const shape4 s = shape_of(x);
     softdiff::detail::require(s[2] > 0 && s[3] > 0, where, ": empty image ", to_string(s));
-    if (level == 0) {  // M = I: C = I exactly
-      if (&x != &y) {
-        ensure_shape(y, s);
-        std::copy(x.data(), x.data() + x.size(), y.data());
-      }
-      return;
-    }
-    ensure_shape(y, s);
-    const std::size_t h = s[2], w = s[3], plane = h * w, planes = s[0] * s[1];
-    // exp(-lambda_{k,l} s^2 / 2) = exp(-(pi k/H)^2 s^2/2) exp(-(pi l/W)^2 s^2/2): separable.
-    // The normalisation 1 / (4 H W) of the REDFT10 -> REDFT01 round trip is folded into mh.
-    auto& own = detail::dct_blur_thread_workspace<T>();
-    own.mh.resize(h);
-    own.mw.resize(w);
-    const double norm = 1.0 / (4.0 * static_cast<double>(h) * static_cast<double>(w));
-    for (std::size_t k = 0; k < h; ++k) own.mh[k] = static_cast<T>(norm * multiplier(k, h, level));
-    for (std::size_t l = 0; l < w; ++l) own.mw[l] = static_cast<T>(multiplier(l, w, level));
-    const T* mh = own.mh.data();
-    const T* mw = own.mw.data();
-    const int hi = static_cast<int>(h), wi = static_cast<int>(w);
-    const auto& fwd = backend::fftw::cached_plan<T>(backend::fftw::transform::dct_ii, hi, wi);
-    const auto& inv = backend::fftw::cached_plan<T>(backend::fftw::transform::dct_iii, hi, wi);
-    const T* src = x.data();
-    T* dst = y.data();
-    std::exception_ptr failure;
-    const auto count = static_cast<std::int64_t>(planes);
-    // Each plane is copied whole into the workspace before its output is written, so y may alias x.
-#pragma omp parallel for schedule(static) if (count > 1)
-    for (std::int64_t p = 0; p < count; ++p) {
-      try {
-        auto& ws = detail::dct_blur_thread_workspace<T>();
-        ws.plane.resize(plane);
-        T* buf = ws.plane.data();
-        std::copy(src + static_cast<std::size_t>(p) * plane, src + static_cast<std::size_t>(p + 1) * plane, buf);
-        fwd.r2r_in_place(buf);
-        for (std::size_t k = 0; k < h; ++k) {
-          T* row = buf + k * w;
-          const T a = mh[k];
-#pragma omp simd
-          for (std::size_t l = 0; l < w; ++l) row[l] *= a * mw[l];
-        }
-        inv.r2r_in_place(buf);
-        std::copy(buf, buf + plane, dst + static_cast<std::size_t>(p) * plane);
-      } catch (...) {
-#pragma omp critical(softdiff_dct_blur_failure)
-        if (!failure) failure = std::current_exception();
-      }
-    }
-    if (failure) std::rethrow_exception(failure);
+    if (&x != &y) ensure_shape(y, s);
+    separable_operator_apply<backend::cpu>(*engine_, where, level, [&] { return axes(level, s[2], s[3]); }, x.data(),
+                                           y.data(), s);
   }
+
+  std::shared_ptr<backend::cpu_separable<T>> engine_ = std::make_shared<backend::cpu_separable<T>>();
 };
 
 static_assert(CorruptionOperator<dct_blur<float>>);

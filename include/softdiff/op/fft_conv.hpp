@@ -24,7 +24,10 @@
 // the kernel at min_level, which must be the delta of that shape.
 //
 // Kernel spectra are cached per (level, H, W) (a small LRU; a copy of the operator starts
-// with an empty cache). Work buffers are per thread and reused while shapes are stable.
+// with an empty cache). The algorithm (pad, FFT, multiply, inverse FFT, crop) is
+// op::fft_conv_apply over the backend's FFT (op/detail/algorithms.hpp): this class runs it on
+// backend::cpu, 64 planes at a time in per-thread work arrays; op::backend_operator runs it on
+// any backend.
 #include <algorithm>
 #include <cmath>
 #include <complex>
@@ -42,7 +45,9 @@
 #include <xtensor/xtensor.hpp>
 
 #include "softdiff/backend/fftw.hpp"
+#include "softdiff/backend/cpu.hpp"
 #include "softdiff/concepts.hpp"
+#include "softdiff/op/detail/algorithms.hpp"
 #include "softdiff/tensor.hpp"
 
 namespace softdiff::op {
@@ -70,40 +75,13 @@ struct fft_conv_state {
   backend::fftw::buffer<std::complex<double>> scratch_spec;
 };
 
-/// Per-thread buffers for one plane: padded input (its padding stays zero), its spectrum,
-/// and the padded output.
+/// Per-thread work arrays of the CPU path: padded planes, their spectra (fftw_malloc'd, so that
+/// FFTW runs on them in place of copies where a plane's offset keeps the alignment), and the engine.
 template <class T>
 struct fft_conv_workspace {
-  std::size_t h = 0, w = 0;
-  int ph = 0, pw = 0;
-  backend::fftw::buffer<T> in, out;
-  backend::fftw::buffer<std::complex<T>> spec;
-
-  void prepare(std::size_t h_, std::size_t w_, int ph_, int pw_) {
-    if (h == h_ && w == w_ && ph == ph_ && pw == pw_) return;
-    const std::size_t n = static_cast<std::size_t>(ph_) * static_cast<std::size_t>(pw_);
-    in.resize(n);
-    out.resize(n);
-    spec.resize(static_cast<std::size_t>(ph_) * static_cast<std::size_t>(pw_ / 2 + 1));
-    std::fill(in.data(), in.data() + n, T(0));
-    h = h_, w = w_, ph = ph_, pw = pw_;
-  }
+  backend::fftw::buffer<T> padded, freq;
+  backend::fftw::engine<T> fft;
 };
-
-/// f[i] *= k[i] (or conj(k[i]) for the adjoint), written out so that no complex-NaN
-/// handling (__mulsc3) slows the loop.
-template <class T>
-void fft_conv_multiply(std::complex<T>* f, const std::complex<T>* k, std::size_t n, bool conjugate) {
-  T* fr = reinterpret_cast<T*>(f);
-  const T* kr = reinterpret_cast<const T*>(k);
-  const T sign = conjugate ? T(-1) : T(1);
-#pragma omp simd
-  for (std::size_t i = 0; i < n; ++i) {
-    const T a = fr[2 * i], b = fr[2 * i + 1], c = kr[2 * i], d = sign * kr[2 * i + 1];
-    fr[2 * i] = a * c - b * d;
-    fr[2 * i + 1] = a * d + b * c;
-  }
-}
 
 template <class T>
 fft_conv_workspace<T>& fft_conv_thread_workspace() {
@@ -227,7 +205,11 @@ private:
                                   " has a non-finite entry ", k(a, b), " at (", a, ", ", b, ")");
   }
 
-  /// The spectrum for (level, h, w), from the cache or computed in float64.
+public:
+  /// The kernel spectrum at `level` for h x w images, from the cache or computed in float64: the
+  /// kernel embedded with its centre at the origin of a Ph x Pw array (Ph = good_size(h + kh/2),
+  /// Pw = good_size(w + kw/2), taps folded modulo the size), transformed and divided by Ph Pw, on
+  /// the Ph x (Pw/2 + 1) half spectrum. What every backend multiplies by (op::fft_conv_apply).
   std::shared_ptr<const detail::fft_conv_spectrum<T>> spectrum(double level, std::size_t h, std::size_t w) const {
     auto& st = *state_;
     std::lock_guard lock(st.m);
@@ -274,49 +256,36 @@ private:
     return e;
   }
 
+private:
+  /// Planes per call of fft_conv_apply on the CPU: bounds the work arrays (three padded planes
+  /// each) whatever the batch size; planes are independent, so the result does not depend on it.
+  static constexpr std::size_t planes_per_pass = 64;
+
   void run(double level, const batch<T>& x, batch<T>& y, bool adjoint) const {
     const char* where = adjoint ? "fft_conv::apply_adjoint" : "fft_conv::apply";
     check_level(*this, level, where);
     const shape4 s = shape_of(x);
     softdiff::detail::require(s[2] > 0 && s[3] > 0, where, ": empty image ", to_string(s));
+    if (&x != &y) ensure_shape(y, s);
+    const std::size_t planes = s[0] * s[1], plane = s[2] * s[3];
     if (level == min_) {  // the delta: C = I exactly
-      if (&x != &y) {
-        ensure_shape(y, s);
-        std::copy(x.data(), x.data() + x.size(), y.data());
-      }
+      copy_apply<backend::cpu>(x.data(), y.data(), planes * plane);
       return;
     }
+    if (planes == 0) return;
     const auto spec = spectrum(level, s[2], s[3]);
-    ensure_shape(y, s);
-    const std::size_t h = s[2], w = s[3], plane = h * w, planes = s[0] * s[1];
-    const int ph = spec->ph, pw = spec->pw;
-    const std::size_t nc = static_cast<std::size_t>(ph) * static_cast<std::size_t>(pw / 2 + 1);
-    const auto& fwd = backend::fftw::cached_plan<T>(backend::fftw::transform::r2c, ph, pw);
-    const auto& inv = backend::fftw::cached_plan<T>(backend::fftw::transform::c2r, ph, pw);
-    const std::complex<T>* kf = spec->k.data();
-    const T* src = x.data();
-    T* dst = y.data();
-    std::exception_ptr failure;
-    const auto count = static_cast<std::int64_t>(planes);
-    // Each plane is read whole into the workspace before its output is written, so y may alias x.
-#pragma omp parallel for schedule(static) if (count > 1)
-    for (std::int64_t p = 0; p < count; ++p) {
-      try {
-        auto& ws = detail::fft_conv_thread_workspace<T>();
-        ws.prepare(h, w, ph, pw);
-        const T* xp = src + static_cast<std::size_t>(p) * plane;
-        for (std::size_t i = 0; i < h; ++i) std::copy(xp + i * w, xp + (i + 1) * w, ws.in.data() + i * pw);
-        fwd.r2c(ws.in.data(), ws.spec.data());
-        detail::fft_conv_multiply(ws.spec.data(), kf, nc, adjoint);
-        inv.c2r(ws.spec.data(), ws.out.data());
-        T* yp = dst + static_cast<std::size_t>(p) * plane;
-        for (std::size_t i = 0; i < h; ++i) std::copy(ws.out.data() + i * pw, ws.out.data() + i * pw + w, yp + i * w);
-      } catch (...) {
-#pragma omp critical(softdiff_fft_conv_failure)
-        if (!failure) failure = std::current_exception();
-      }
+    const std::size_t chunk = std::min(planes, planes_per_pass);
+    const std::size_t nr = static_cast<std::size_t>(spec->ph) * static_cast<std::size_t>(spec->pw);
+    const std::size_t nc = static_cast<std::size_t>(spec->ph) * static_cast<std::size_t>(spec->pw / 2 + 1);
+    auto& ws = detail::fft_conv_thread_workspace<T>();
+    if (ws.padded.size() < chunk * nr) ws.padded.resize(chunk * nr);
+    if (ws.freq.size() < 2 * chunk * nc) ws.freq.resize(2 * chunk * nc);
+    const T* k = reinterpret_cast<const T*>(spec->k.data());  // std::complex<T> is two T (re, im)
+    for (std::size_t p = 0; p < planes; p += chunk) {
+      const std::size_t n = std::min(chunk, planes - p);
+      fft_conv_apply<backend::cpu>(ws.fft, k, spec->ph, spec->pw, adjoint, x.data() + p * plane, y.data() + p * plane,
+                                   ws.padded.data(), ws.freq.data(), shape4{n, 1, s[2], s[3]});
     }
-    if (failure) std::rethrow_exception(failure);
   }
 
   kernel_family family_;

@@ -17,7 +17,9 @@
 #include <cstdint>
 #include <string>
 
+#include "softdiff/backend/cpu.hpp"
 #include "softdiff/concepts.hpp"
+#include "softdiff/op/detail/algorithms.hpp"
 #include "softdiff/tensor.hpp"
 
 namespace softdiff::op {
@@ -28,9 +30,7 @@ struct mask {
   static constexpr bool self_adjoint = true;
 
   /// The zeroed rectangle: rows [top, top + h), columns [left, left + w).
-  struct rectangle {
-    std::size_t top = 0, left = 0, h = 0, w = 0;
-  };
+  using rectangle = mask_rectangle;
 
   /// The rectangle removed at `level` from an H x W image (the rounding rule above).
   [[nodiscard]] static rectangle removed(double level, std::size_t height, std::size_t width) {
@@ -58,21 +58,8 @@ private:
   static void run(double level, const batch<T>& x, batch<T>& y, const char* where) {
     check_level(mask{}, level, where);
     const shape4 s = shape_of(x);
-    const std::size_t hh = s[2], ww = s[3], plane = hh * ww, planes = s[0] * s[1];
-    if (&x != &y) {
-      ensure_shape(y, s);
-      std::copy(x.data(), x.data() + x.size(), y.data());
-    }
-    if (plane == 0) return;
-    const rectangle m = removed(level, hh, ww);
-    if (m.h == 0) return;
-    T* dst = y.data();
-    const auto count = static_cast<std::int64_t>(planes);
-#pragma omp parallel for schedule(static) if (count * static_cast<std::int64_t>(m.h * m.w) > 65536)
-    for (std::int64_t p = 0; p < count; ++p) {
-      T* yp = dst + static_cast<std::size_t>(p) * plane;
-      for (std::size_t i = m.top; i < m.top + m.h; ++i) std::fill_n(yp + i * ww + m.left, m.w, T(0));
-    }
+    if (&x != &y) ensure_shape(y, s);
+    mask_apply<backend::cpu>(removed(level, s[2], s[3]), x.data(), y.data(), s);
   }
 };
 

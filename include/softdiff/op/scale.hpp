@@ -7,6 +7,7 @@
 
 #include "softdiff/backend/cpu.hpp"
 #include "softdiff/concepts.hpp"
+#include "softdiff/op/detail/algorithms.hpp"
 #include "softdiff/tensor.hpp"
 
 namespace softdiff::op {
@@ -22,10 +23,7 @@ struct scale {
   void apply(double level, const batch<T>& x, batch<T>& y) const {
     check_level(*this, level, "scale");
     ensure_shape(y, shape_of(x));
-    const T a = static_cast<T>(factor(level));
-    const T* src = x.data();
-    T* dst = y.data();
-    backend::cpu::parallel_for(x.size(), [=](std::size_t i) { dst[i] = a * src[i]; });
+    scale_apply<backend::cpu>(static_cast<T>(factor(level)), x.data(), y.data(), x.size());
   }
   void apply_adjoint(double level, const batch<T>& x, batch<T>& y) const { apply(level, x, y); }
   [[nodiscard]] double min_level() const { return 0.0; }

@@ -1,5 +1,5 @@
 #pragma once
-// The element functors of the operators on a backend (op/on_backend.hpp), for parallel_for on
+// The element functors of the operators' algorithms (op/detail/algorithms.hpp), for parallel_for on
 // any Backend: a SOFTDIFF_HOST_DEVICE operator()(std::size_t), raw pointers and extents.
 #include <cstddef>
 
@@ -16,55 +16,53 @@ struct scale_fn {
   SOFTDIFF_HOST_DEVICE void operator()(std::size_t i) const { y[i] = alpha * x[i]; }
 };
 
-/// y = x outside the rectangle rows [top, top + rh), columns [left, left + rw) of every h x w
-/// plane, 0 inside (op::mask). Index: an element.
+/// Zeroes columns [left, left + rw) of rows [top, top + rh) of every h x w plane of y (op::mask).
+/// Index: (plane * rh + i, j) for the i-th masked row of a plane and the j-th masked column.
 template <class T>
-struct mask_fn {
-  const T* x;
+struct mask_rows_fn {
   T* y;
-  std::size_t h, w, top, left, rh, rw;
-  SOFTDIFF_HOST_DEVICE void operator()(std::size_t i) const {
-    const std::size_t col = i % w, row = (i / w) % h;
-    const bool removed = row >= top && row < top + rh && col >= left && col < left + rw;
-    y[i] = removed ? T(0) : x[i];
+  std::size_t h, w, top, left, rh;
+  SOFTDIFF_HOST_DEVICE void operator()(std::size_t row, std::size_t j) const {
+    const std::size_t plane = row / rh, i = row % rh;
+    y[(plane * h + top + i) * w + left + j] = T(0);
   }
 };
 
 /// Embeds every h x w plane of x in the top-left corner of a ph x pw plane of zeros (op::fft_conv's
-/// zero padding). Index: an element of the padded batch.
+/// zero padding). Index: (row of the padded batch, column).
 template <class T>
 struct zero_pad_fn {
   const T* x;
   T* padded;
   std::size_t h, w, ph, pw;
-  SOFTDIFF_HOST_DEVICE void operator()(std::size_t i) const {
-    const std::size_t j = i % pw, r = (i / pw) % ph, plane = i / (pw * ph);
-    padded[i] = (r < h && j < w) ? x[(plane * h + r) * w + j] : T(0);
+  SOFTDIFF_HOST_DEVICE void operator()(std::size_t row, std::size_t j) const {
+    const std::size_t plane = row / ph, r = row % ph;
+    padded[row * pw + j] = (r < h && j < w) ? x[(plane * h + r) * w + j] : T(0);
   }
 };
 
-/// The top-left h x w corner of every ph x pw plane. Index: an element of y.
+/// The top-left h x w corner of every ph x pw plane. Index: (row of y, column).
 template <class T>
 struct crop_fn {
   const T* padded;
   T* y;
   std::size_t h, w, ph, pw;
-  SOFTDIFF_HOST_DEVICE void operator()(std::size_t i) const {
-    const std::size_t j = i % w, r = (i / w) % h, plane = i / (w * h);
-    y[i] = padded[(plane * ph + r) * pw + j];
+  SOFTDIFF_HOST_DEVICE void operator()(std::size_t row, std::size_t j) const {
+    const std::size_t plane = row / h, r = row % h;
+    y[row * w + j] = padded[(plane * ph + r) * pw + j];
   }
 };
 
 /// f <- f K (or f conj(K) for the adjoint) on interleaved complex numbers; one spectrum K of
-/// `nc` entries shared by every plane. Index: a complex entry of the batch.
+/// `nc` entries shared by every plane. Index: (plane, complex entry q of the plane).
 template <class T>
 struct spectrum_multiply_fn {
   T* f;
   const T* k;
   std::size_t nc;
   bool conjugate;
-  SOFTDIFF_HOST_DEVICE void operator()(std::size_t i) const {
-    const std::size_t q = i % nc;
+  SOFTDIFF_HOST_DEVICE void operator()(std::size_t plane, std::size_t q) const {
+    const std::size_t i = plane * nc + q;
     const T a = f[2 * i], b = f[2 * i + 1], c = k[2 * q], d = conjugate ? -k[2 * q + 1] : k[2 * q + 1];
     f[2 * i] = a * c - b * d;
     f[2 * i + 1] = a * d + b * c;

@@ -1,6 +1,6 @@
 #pragma once
 // Kernels for applying a separable linear operator to one image plane held in a
-// row-major workspace (softdiff::op::gaussian_blur): a register-blocked small GEMM
+// row-major workspace (the CPU backend's separable Toeplitz primitive, backend/cpu_separable.hpp): a register-blocked small GEMM
 // that skips structurally zero ranges of its coefficient operand ("windows"), a
 // direct symmetric convolution along rows, and the even/odd folds of rows and columns.
 //
@@ -17,7 +17,7 @@
 #include <type_traits>
 #include <utility>
 
-namespace softdiff::op::detail {
+namespace softdiff::backend::detail {
 
 #if (defined(__GNUC__) || defined(__clang__)) && !defined(SOFTDIFF_NO_VECTOR_EXTENSIONS)
 template <class T>
@@ -390,4 +390,4 @@ inline void prefetch_plane(const T* x, std::size_t n) {
 #endif
 }
 
-}  // namespace softdiff::op::detail
+}  // namespace softdiff::backend::detail

@@ -1,9 +1,11 @@
 #pragma once
-// Plans for softdiff::op::gaussian_blur: the paper's 1-D kernel, the exact
-// representations of the n x n blur matrix of one axis, and the choice between them.
+// Plans for the CPU backend's separable Toeplitz primitive (backend/cpu_separable.hpp, used by
+// op::gaussian_blur): the exact representations of the n x n symmetric Toeplitz matrix of one
+// axis, and the choice between them.
 //
-// Along an axis of length n the zero-padded blur is the symmetric Toeplitz matrix
-// B_ij = g_{i-j} (0 for |i-j| > half_size). It is also centro-symmetric
+// Along an axis of length n the matrix is B_ij = g_{|i-j|} from one-sided taps g_0..g_R
+// (0 for |i-j| > R: zero padding), with sum_{|k|<=R} |g_k| <= 1 (a normalised blur of
+// non-negative taps, as appendix G's, has exactly 1). It is also centro-symmetric
 // (B_{n-1-i, n-1-j} = B_ij), so in the even/odd basis e_j = x_j + x_{n-1-j},
 // o_j = x_j - x_{n-1-j} it splits into two blocks of about n/2 x n/2: half the
 // multiply-adds of the dense matrix. Each axis is held in one of three forms:
@@ -29,29 +31,14 @@
 #include <vector>
 
 #include "softdiff/error.hpp"
-#include "softdiff/op/detail/axis_kernels.hpp"
+#include "softdiff/backend/detail/separable_kernels.hpp"
 
-namespace softdiff::op::detail {
+namespace softdiff::backend::detail {
 
 /// Per-axis bound on the truncation error ||B~ - B||_inf of every representation.
 template <class T>
 constexpr double truncation_budget() {
   return static_cast<double>(std::numeric_limits<T>::epsilon()) / 100;
-}
-
-/// Appendix G: g_k = exp(-k^2 / (2 s^2)) for k in [-half_size, half_size], normalised so
-/// that the 2 * half_size + 1 taps sum to 1. Returns the one-sided taps g_0..g_{half_size}.
-inline std::vector<double> gaussian_taps(double s, int half_size) {
-  std::vector<double> g(static_cast<std::size_t>(half_size) + 1, 0.0);
-  const double inv = 1.0 / (2.0 * s * s);  // s*s overflowing to inf gives the box filter
-  g[0] = 1.0;
-  double z = 1.0;
-  for (int k = 1; k <= half_size; ++k) {
-    g[k] = std::exp(-static_cast<double>(k) * k * inv);
-    z += 2 * g[k];
-  }
-  for (double& v : g) v /= z;
-  return g;
 }
 
 enum class axis_kind { band, folded_dense, folded_low_rank };
@@ -210,13 +197,20 @@ inline Eigen::VectorXd even_scaling(int me, int mo) {
   return s;
 }
 
+/// An axis of b's size in a folded form: me even rows (the middle one of an odd axis included), mo odd.
 template <class T>
-axis_rep<T> make_folded_dense(const Eigen::MatrixXd& b) {
+axis_rep<T> folded_axis(axis_kind kind, const Eigen::MatrixXd& b) {
   axis_rep<T> r;
-  r.kind = axis_kind::folded_dense;
+  r.kind = kind;
   r.n = static_cast<int>(b.rows());
   r.mo = r.n / 2;
   r.me = r.n - r.mo;
+  return r;
+}
+
+template <class T>
+axis_rep<T> make_folded_dense(const Eigen::MatrixXd& b) {
+  axis_rep<T> r = folded_axis<T>(axis_kind::folded_dense, b);
   r.ke = r.me;
   r.ko = r.mo;
   Eigen::MatrixXd pe, mb;
@@ -236,11 +230,7 @@ axis_rep<T> make_folded_dense(const Eigen::MatrixXd& b) {
 
 template <class T>
 axis_rep<T> make_folded_low_rank(const Eigen::MatrixXd& b) {
-  axis_rep<T> r;
-  r.kind = axis_kind::folded_low_rank;
-  r.n = static_cast<int>(b.rows());
-  r.mo = r.n / 2;
-  r.me = r.n - r.mo;
+  axis_rep<T> r = folded_axis<T>(axis_kind::folded_low_rank, b);
   Eigen::MatrixXd blocks[2];
   folded_blocks(b, blocks[0], blocks[1]);
   const Eigen::VectorXd scale[2] = {even_scaling(r.me, r.mo), Eigen::VectorXd::Constant(r.mo, 1.0 / std::sqrt(2.0))};
@@ -254,7 +244,7 @@ axis_rep<T> make_folded_low_rank(const Eigen::MatrixXd& b) {
     Eigen::VectorXd vals;
     if (m > 0) {
       Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd> eig(blocks[h]);
-      softdiff::detail::require(eig.info() == Eigen::Success, "gaussian_blur: eigen-decomposition of the ", m, " x ", m,
+      softdiff::detail::require(eig.info() == Eigen::Success, "separable Toeplitz plan: eigen-decomposition of the ", m, " x ", m,
               " folded blur block failed");
       vecs = eig.eigenvectors();
       vals = eig.eigenvalues();
@@ -289,8 +279,7 @@ constexpr int max_folded_side = 512;
 /// low rank for float only, and, unless `every` form is asked for, only when the band is wide
 /// enough (9 taps) for it to have a chance.
 template <class T>
-std::vector<std::shared_ptr<const axis_rep<T>>> axis_candidates(double level, int half_size, int n, bool every = false) {
-  const std::vector<double> g = gaussian_taps(level, half_size);
+std::vector<std::shared_ptr<const axis_rep<T>>> axis_candidates(const std::vector<double>& g, int n, bool every = false) {
   std::vector<std::shared_ptr<const axis_rep<T>>> out;
   auto band = std::make_shared<const axis_rep<T>>(make_band<T>(g, n));
   const int width = 2 * band->radius + 1;
@@ -360,9 +349,9 @@ double plane_cost(const axis_rep<T>& rh, const axis_rep<T>& rw, int h, int w) {
 
 /// Chooses, among the candidates of each axis, the pair of least modelled cost.
 template <class T>
-plane_plan<T> make_plane_plan(double level, int half_size, int h, int w) {
-  const auto ch = axis_candidates<T>(level, half_size, h);
-  const auto cw = h == w ? ch : axis_candidates<T>(level, half_size, w);
+plane_plan<T> make_plane_plan(const std::vector<double>& g_h, const std::vector<double>& g_w, int h, int w) {
+  const auto ch = axis_candidates<T>(g_h, h);
+  const auto cw = h == w && g_h == g_w ? ch : axis_candidates<T>(g_w, w);
   plane_plan<T> best;
   best.h = h;
   best.w = w;
@@ -382,20 +371,21 @@ plane_plan<T> make_plane_plan(double level, int half_size, int h, int w) {
 
 /// A plan with the given forms (for tests and benchmarks that exercise each form).
 template <class T>
-plane_plan<T> make_plane_plan(double level, int half_size, int h, int w, axis_kind kh, axis_kind kw) {
+plane_plan<T> make_plane_plan(const std::vector<double>& g_h, const std::vector<double>& g_w, int h, int w,
+                              axis_kind kh, axis_kind kw) {
   plane_plan<T> p;
   p.h = h;
   p.w = w;
-  for (const auto& c : axis_candidates<T>(level, half_size, h, true))
+  for (const auto& c : axis_candidates<T>(g_h, h, true))
     if (c->kind == kh) p.rows = c;
-  for (const auto& c : axis_candidates<T>(level, half_size, w, true))
+  for (const auto& c : axis_candidates<T>(g_w, w, true))
     if (c->kind == kw) p.cols = c;
-  softdiff::detail::require(p.rows && p.cols, "gaussian_blur: the representation ", to_string(p.rows ? kw : kh),
-          " is not available for an axis of length ", p.rows ? w : h, " at level ", level,
+  softdiff::detail::require(p.rows && p.cols, "separable Toeplitz plan: the representation ", to_string(p.rows ? kw : kh),
+          " is not available for an axis of length ", p.rows ? w : h,
           " (folded forms need 2 <= n <= ", max_folded_side, "; low rank needs float)");
   p.cost = plane_cost(*p.rows, *p.cols, h, w);
   p.ld = p.cols->folded() ? padded<T>(p.cols->me) + padded<T>(p.cols->mo) : padded<T>(w);
   return p;
 }
 
-}  // namespace softdiff::op::detail
+}  // namespace softdiff::backend::detail
