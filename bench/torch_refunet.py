@@ -47,6 +47,9 @@ def main():
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--only", choices=["forward", "train_step"], default=None)
+    parser.add_argument("--flops", action="store_true",
+                        help="print the forward pass's multiply-add FLOPs (convolutions and matrix products, "
+                             "counted by torch.profiler) and exit")
     parser.add_argument("--base-channels", type=int, default=32,
                         help="RefUNet base channels (32: the default configuration; 16: the main job's network)")
     args = parser.parse_args()
@@ -64,6 +67,15 @@ def main():
     def forward():
         with torch.no_grad():
             net(x, t)
+
+    if args.flops:
+        # 2 per multiply-add of every convolution and matrix product (aten::conv2d, addmm, bmm, ...):
+        # the arithmetic both programs do; element-wise layers (GroupNorm, SiLU, additions) are not counted.
+        with torch.profiler.profile(with_flops=True) as prof:
+            forward()
+        flops = sum(e.flops for e in prof.key_averages() if e.flops)
+        print(f"torch_refunet forward_flops={flops} batch={args.batch} size={args.size} base={args.base_channels}")
+        return
 
     def train_step():
         opt.zero_grad(set_to_none=False)
