@@ -28,6 +28,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include <omp.h>
@@ -89,18 +90,19 @@ private:
 
   std::shared_ptr<const detail::plane_plan<T>> plan(const separable_spec& spec, std::size_t h, std::size_t w) {
     {
-      std::lock_guard<std::mutex> lock(mutex_);
-      for (const auto& e : entries_)
+      std::lock_guard<std::mutex> lock(cache_->mutex);
+      for (const auto& e : cache_->entries)
         if (e.h == h && e.w == w && e.spec == spec) return e.plan;
     }
     softdiff::detail::require(!spec.rows.empty() && !spec.cols.empty(), "cpu_separable: a Toeplitz axis without taps");
     auto p = std::make_shared<const detail::plane_plan<T>>(
         detail::make_plane_plan<T>(spec.rows, spec.cols, static_cast<int>(h), static_cast<int>(w)));
-    std::lock_guard<std::mutex> lock(mutex_);
-    if (entries_.size() < capacity)
-      entries_.push_back({spec, h, w, p});
+    std::lock_guard<std::mutex> lock(cache_->mutex);
+    auto& c = *cache_;
+    if (c.entries.size() < capacity)
+      c.entries.push_back({spec, h, w, p});
     else
-      entries_[next_++ % capacity] = {spec, h, w, p};  // oldest first
+      c.entries[c.next++ % capacity] = {spec, h, w, p};  // oldest first
     return p;
   }
 
@@ -187,12 +189,16 @@ private:
     if (failure) std::rethrow_exception(failure);
   }
 
-  std::mutex mutex_;
-  std::vector<entry> entries_;
-  std::size_t next_ = 0;
+  struct plan_cache {  // behind a pointer: the engine stays movable (a mutex is not)
+    std::mutex mutex;
+    std::vector<entry> entries;
+    std::size_t next = 0;
+  };
+  std::unique_ptr<plan_cache> cache_ = std::make_unique<plan_cache>();
 };
 
 static_assert(SeparableEngine<cpu_separable<float>, float>);
+static_assert(std::is_nothrow_move_constructible_v<cpu_separable<float>>);
 static_assert(SeparableEngine<cpu_separable<double>, double>);
 
 }  // namespace softdiff::backend

@@ -18,6 +18,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <limits>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -308,5 +309,7 @@ static_assert(BackendOperator<backend_operator<backend::cpu, op::gaussian_blur<f
 static_assert(BackendOperator<backend_operator<backend::cpu, op::dct_blur<double>>>);
 static_assert(BackendOperator<backend_operator<backend::cpu, op::fft_conv<float>>>);
 static_assert(BackendOperator<backend_operator<backend::cpu, op::compose<op::mask<float>, op::gaussian_blur<float>>>>);
+static_assert(std::is_move_constructible_v<backend_operator<backend::cpu, op::gaussian_blur<float>>>);
+static_assert(std::is_move_constructible_v<backend_operator<backend::cpu, op::dct_blur<double>>>);
 
 }  // namespace softdiff::op
