@@ -114,14 +114,15 @@ void dct_blur_apply(const T* a_h, const T* a_w, const T* x, T* y, T* workspace, 
 }
 
 /// Zero-padded FFT convolution (adjoint: correlation) with the interleaved half spectrum of
-/// op::fft_conv::spectrum (as (re, im) pairs) on the device; padded holds N C ph pw scalars, freq 2 N C ph (pw/2+1).
+/// op::fft_conv::spectrum (as (re, im) pairs) on the device; freq holds 2 N C ph (pw/2+1) scalars
+/// (the padded planes are the FFT engine's own scratch).
 template <class T>
-void fft_conv_apply(const T* spectrum, int ph, int pw, bool adjoint, const T* x, T* y, T* padded, T* freq,
-                    const shape4& s, cudaStream_t stream) {
+void fft_conv_apply(const T* spectrum, int ph, int pw, bool adjoint, const T* x, T* y, T* freq, const shape4& s,
+                    cudaStream_t stream) {
   thread_local backend::fft_engine<cuda, T> fft;
   cuda_stream_scope scope(stream);
-  require_device("cuda_ops::fft_conv_apply", spectrum, x, y, padded, freq);
-  op::fft_conv_apply<cuda>(fft, spectrum, ph, pw, adjoint, x, y, padded, freq, s);
+  require_device("cuda_ops::fft_conv_apply", spectrum, x, y, freq);
+  op::fft_conv_apply<cuda>(fft, spectrum, ph, pw, adjoint, x, y, freq, s);
 }
 
 /// The centred mask: rectangle r (op::mask<T>::removed(level, H, W)) of every plane zeroed.

@@ -111,5 +111,5 @@ TEST_CASE("cuda: cuBLAS and cuFFT failures become softdiff::error", "[cuda]") {
   REQUIRE_THROWS_WITH(cuda::gemm<float>(false, false, 4, 4, 4, 1.0f, a.data(), 1, b.data(), 4, 0.0f, c.data(), 4),
                       Catch::Contains("cublasSgemm") && Catch::Contains("CUBLAS_STATUS_INVALID_VALUE"));
   backend::fft_engine<cuda, float> fft;
-  REQUIRE_THROWS_WITH(fft.r2c(0, 4, 1, a.data(), b.data()), Catch::Contains("cufftPlanMany"));
+  REQUIRE_THROWS_WITH(fft.r2c(0, 4, 0, 4, 1, a.data(), b.data()), Catch::Contains("cufftPlanMany"));
 }

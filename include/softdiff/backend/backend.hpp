@@ -19,7 +19,10 @@
 //                                 at flat index offset + i of (seed, stream) (backend/philox.hpp)
 //   fill_normal(seed, stream, out, n, offset)   out[i] = that normal
 //   gemm, gemm_strided_batched    row-major GEMMs
-//   fft<T>                        batched 2-D real FFTs: r2c(ph, pw, planes, in, out), c2r(...)
+//   fft<T>                        batched 2-D real FFTs: r2c(h, w, ph, pw, planes, in, out) of every
+//                                 h x w plane zero-padded to ph x pw; c2r(ph, pw, h, w, planes, in,
+//                                 out) unnormalised inverse, cropped to the top-left h x w
+//                                 (in may be overwritten)
 //   separable<T>                  y = A_H X A_W^T per plane for structured symmetric axis matrices
 //                                 (Toeplitz taps or DCT multipliers; backend/separable.hpp): each
 //                                 backend applies them its own way (SeparableEngine)
@@ -66,8 +69,8 @@ concept Backend = requires(std::size_t n, float* p, const float* cp, std::uint64
   B::template fill_normal<float>(u, u, p, n, u);
   B::template gemm<float>(false, false, 1, 1, 1, 1.0f, cp, 1, cp, 1, 0.0f, p, 1);
   B::template gemm_strided_batched<float>(false, false, 1, 1, 1, 1.0f, cp, 1, 0, cp, 1, 0, 0.0f, p, 1, 0, 1);
-  fft.r2c(1, 1, n, cp, p);
-  fft.c2r(1, 1, n, p, p);
+  fft.r2c(1, 1, 1, 1, n, cp, p);
+  fft.c2r(1, 1, 1, 1, n, p, p);
 };
 
 namespace backend {

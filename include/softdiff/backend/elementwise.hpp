@@ -17,6 +17,32 @@
 
 namespace softdiff::backend::kernels {
 
+/// Embeds every h x w plane of x in the top-left corner of a ph x pw plane of zeros (the zero
+/// padding of an FFT engine's r2c on a device). Index: an element of the padded batch.
+template <class T>
+struct pad_planes_fn {
+  const T* x;
+  T* padded;
+  std::size_t h, w, ph, pw;
+  SOFTDIFF_HOST_DEVICE void operator()(std::size_t i) const {
+    const std::size_t j = i % pw, r = (i / pw) % ph, plane = i / (pw * ph);
+    padded[i] = (r < h && j < w) ? x[(plane * h + r) * w + j] : T(0);
+  }
+};
+
+/// The top-left h x w corner of every ph x pw plane (an FFT engine's cropped c2r on a device).
+/// Index: an element of y.
+template <class T>
+struct crop_planes_fn {
+  const T* padded;
+  T* y;
+  std::size_t h, w, ph, pw;
+  SOFTDIFF_HOST_DEVICE void operator()(std::size_t i) const {
+    const std::size_t j = i % w, r = (i / w) % h, plane = i / (w * h);
+    y[i] = padded[(plane * ph + r) * pw + j];
+  }
+};
+
 /// f(i / cols, i % cols) for a flat index i: a 2-D parallel_for on a backend that launches
 /// flat index spaces (backend::cuda).
 template <class F>

@@ -246,42 +246,60 @@ const plan<T>& cached_plan(transform kind, int n0, int n1) {
 }
 
 /// backend::cpu's FFT engine (Backend::fft): batched 2-D real transforms, plane by plane through
-/// the cached plans, planes spread over OpenMP threads, each thread on its own aligned work arrays
-/// (kept between calls). Any thread may use its own engine; the results do not depend on threads.
+/// the cached plans, planes spread over OpenMP threads. Each thread pads a plane into its own
+/// aligned work array (whose zero margins it keeps between planes and calls), transforms it, and
+/// crops the inverse on the way out, so padding and cropping cost no pass of their own; where a
+/// plane needs neither and its address keeps FFTW's alignment, FFTW runs on it directly. Any thread
+/// may use its own engine; the results do not depend on the thread count.
 template <class T>
 class engine {
 public:
-  /// out (planes x ph x (pw/2+1) complex, interleaved) = DFT of each ph x pw plane of in.
-  void r2c(int ph, int pw, std::size_t planes, const T* in, T* out) {
+  /// out (planes x ph x (pw/2+1) complex, interleaved) = DFT of each h x w plane of in,
+  /// zero-padded to ph x pw (h <= ph, w <= pw).
+  void r2c(int h, int w, int ph, int pw, std::size_t planes, const T* in, T* out) {
+    check(h, w, ph, pw, "r2c");
     const auto& plan = cached_plan<T>(fftw::transform::r2c, ph, pw);
-    const std::size_t nr = real_size(ph, pw), nc = complex_size(ph, pw);
-    for_planes(planes, ph, pw, [&](work& w, std::size_t p) {
-      const T* src = in + p * nr;
+    const std::size_t hw = static_cast<std::size_t>(h) * static_cast<std::size_t>(w), nc = complex_size(ph, pw);
+    const bool whole = h == ph && w == pw;
+    for_planes<true>(planes, h, w, ph, pw, [&](work& wk, std::size_t p) {
+      const T* src = in + p * hw;
       T* dst = out + p * 2 * nc;
-      if (planned_alignment(src) && planned_alignment(dst)) {  // r2c keeps its input (FFTW_PRESERVE_INPUT)
+      if (whole && planned_alignment(src) && planned_alignment(dst)) {  // r2c keeps its input (FFTW_PRESERVE_INPUT)
         plan.r2c(const_cast<T*>(src), reinterpret_cast<std::complex<T>*>(dst));
         return;
       }
-      std::copy(src, src + nr, w.real.data());
-      plan.r2c(w.real.data(), w.spec.data());
-      const T* s = reinterpret_cast<const T*>(w.spec.data());
+      T* real = wk.real.data();
+      for (int r = 0; r < h; ++r) std::copy(src + r * w, src + (r + 1) * w, real + static_cast<std::size_t>(r) * pw);
+      if (planned_alignment(dst)) {
+        plan.r2c(real, reinterpret_cast<std::complex<T>*>(dst));
+        return;
+      }
+      plan.r2c(real, wk.spec.data());
+      const T* s = reinterpret_cast<const T*>(wk.spec.data());
       std::copy(s, s + 2 * nc, dst);
     });
   }
-  /// out (planes x ph x pw) = unnormalised inverse DFT of each half spectrum of in.
-  void c2r(int ph, int pw, std::size_t planes, const T* in, T* out) {
+  /// out (planes x h x w) = the top-left h x w of the unnormalised inverse DFT of each half
+  /// spectrum of in (ph x (pw/2+1) complex per plane). in is left as it was.
+  void c2r(int ph, int pw, int h, int w, std::size_t planes, const T* in, T* out) {
+    check(h, w, ph, pw, "c2r");
     const auto& plan = cached_plan<T>(fftw::transform::c2r, ph, pw);
-    const std::size_t nr = real_size(ph, pw), nc = complex_size(ph, pw);
-    for_planes(planes, ph, pw, [&](work& w, std::size_t p) {
-      T* s = reinterpret_cast<T*>(w.spec.data());
+    const std::size_t hw = static_cast<std::size_t>(h) * static_cast<std::size_t>(w), nc = complex_size(ph, pw);
+    const bool whole = h == ph && w == pw;
+    for_planes<false>(planes, h, w, ph, pw, [&](work& wk, std::size_t p) {
+      T* s = reinterpret_cast<T*>(wk.spec.data());
       std::copy(in + p * 2 * nc, in + (p + 1) * 2 * nc, s);  // c2r destroys its input: work on a copy
-      T* dst = out + p * nr;
-      if (planned_alignment(dst)) {
-        plan.c2r(w.spec.data(), dst);
+      T* dst = out + p * hw;
+      if (whole && planned_alignment(dst)) {
+        plan.c2r(wk.spec.data(), dst);
         return;
       }
-      plan.c2r(w.spec.data(), w.real.data());
-      std::copy(w.real.data(), w.real.data() + nr, dst);
+      T* real = wk.real.data();
+      plan.c2r(wk.spec.data(), real);
+      for (int r = 0; r < h; ++r) {
+        const T* row = real + static_cast<std::size_t>(r) * pw;
+        std::copy(row, row + w, dst + r * w);
+      }
     });
   }
 
@@ -290,26 +308,38 @@ private:
   struct work {
     buffer<T> real;
     buffer<std::complex<T>> spec;
+    int h = 0, w = 0, ph = 0, pw = 0;  // the sizes real was last zeroed for
   };
-  static std::size_t real_size(int ph, int pw) { return static_cast<std::size_t>(ph) * static_cast<std::size_t>(pw); }
-  /// Whether a plan made on fftw_malloc'd arrays may run on p directly (FFTW's new-array rule:
-  /// the same alignment as the planned arrays, which fftw_malloc aligns fully).
-  static bool planned_alignment(const T* p) { return api<T>::alignment_of(const_cast<T*>(p)) == 0; }
   static std::size_t complex_size(int ph, int pw) {
     return static_cast<std::size_t>(ph) * static_cast<std::size_t>(pw / 2 + 1);
   }
-  /// f(this thread's work arrays, p) for every plane p; the first exception is rethrown.
-  template <class F>
-  static void for_planes(std::size_t planes, int ph, int pw, F&& f) {
+  static void check(int h, int w, int ph, int pw, const char* where) {
+    softdiff::detail::require(h > 0 && w > 0 && h <= ph && w <= pw, "fftw::engine::", where, ": planes of ", h, " x ",
+                              w, " do not fit the transform size ", ph, " x ", pw);
+  }
+  /// Whether a plan made on fftw_malloc'd arrays may run on p directly (FFTW's new-array rule:
+  /// the same alignment as the planned arrays, which fftw_malloc aligns fully).
+  static bool planned_alignment(const T* p) { return api<T>::alignment_of(const_cast<T*>(p)) == 0; }
+  /// f(this thread's work arrays, p) for every plane p; the first exception is rethrown. The
+  /// forward and inverse transforms have work arrays of their own: the forward one's real array is
+  /// zeroed whenever the sizes change and in between written only in its top-left h x w (the rows
+  /// of each plane; FFTW's r2c keeps its input), so its margins stay zero; the inverse one writes
+  /// all of it.
+  template <bool Forward, class F>
+  static void for_planes(std::size_t planes, int h, int w, int ph, int pw, F&& f) {
     std::exception_ptr failure;
     const auto count = static_cast<std::int64_t>(planes);
 #pragma omp parallel for schedule(static) if (count > 1)
     for (std::int64_t p = 0; p < count; ++p) {
       try {
-        thread_local work w;
-        w.real.resize(real_size(ph, pw));
-        w.spec.resize(complex_size(ph, pw));
-        f(w, static_cast<std::size_t>(p));
+        thread_local work wk;
+        if (wk.ph != ph || wk.pw != pw || wk.h != h || wk.w != w) {
+          wk.real.resize(static_cast<std::size_t>(ph) * static_cast<std::size_t>(pw));
+          wk.spec.resize(complex_size(ph, pw));
+          std::fill(wk.real.data(), wk.real.data() + wk.real.size(), T(0));
+          wk.h = h, wk.w = w, wk.ph = ph, wk.pw = pw;
+        }
+        f(wk, static_cast<std::size_t>(p));
       } catch (...) {
 #pragma omp critical(softdiff_fftw_engine_failure)
         if (!failure) failure = std::current_exception();

@@ -26,7 +26,7 @@
 // Kernel spectra are cached per (level, H, W) (a small LRU; a copy of the operator starts
 // with an empty cache). The algorithm (pad, FFT, multiply, inverse FFT, crop) is
 // op::fft_conv_apply over the backend's FFT (op/detail/algorithms.hpp): this class runs it on
-// backend::cpu, 64 planes at a time in per-thread work arrays; op::backend_operator runs it on
+// backend::cpu, 64 planes at a time; op::backend_operator runs it on
 // any backend.
 #include <algorithm>
 #include <cmath>
@@ -75,11 +75,11 @@ struct fft_conv_state {
   backend::fftw::buffer<std::complex<double>> scratch_spec;
 };
 
-/// Per-thread work arrays of the CPU path: padded planes, their spectra (fftw_malloc'd, so that
-/// FFTW runs on them in place of copies where a plane's offset keeps the alignment), and the engine.
+/// Per-thread work arrays of the CPU path: the planes' spectra (fftw_malloc'd, so that FFTW writes
+/// them in place where a plane's offset keeps the alignment), and the engine.
 template <class T>
 struct fft_conv_workspace {
-  backend::fftw::buffer<T> padded, freq;
+  backend::fftw::buffer<T> freq;
   backend::fftw::engine<T> fft;
 };
 
@@ -257,8 +257,8 @@ public:
   }
 
 private:
-  /// Planes per call of fft_conv_apply on the CPU: bounds the work arrays (three padded planes
-  /// each) whatever the batch size; planes are independent, so the result does not depend on it.
+  /// Planes per call of fft_conv_apply on the CPU: bounds the spectra held at once whatever the
+  /// batch size; planes are independent, so the result does not depend on it.
   static constexpr std::size_t planes_per_pass = 64;
 
   void run(double level, const batch<T>& x, batch<T>& y, bool adjoint) const {
@@ -275,16 +275,14 @@ private:
     if (planes == 0) return;
     const auto spec = spectrum(level, s[2], s[3]);
     const std::size_t chunk = std::min(planes, planes_per_pass);
-    const std::size_t nr = static_cast<std::size_t>(spec->ph) * static_cast<std::size_t>(spec->pw);
     const std::size_t nc = static_cast<std::size_t>(spec->ph) * static_cast<std::size_t>(spec->pw / 2 + 1);
     auto& ws = detail::fft_conv_thread_workspace<T>();
-    if (ws.padded.size() < chunk * nr) ws.padded.resize(chunk * nr);
     if (ws.freq.size() < 2 * chunk * nc) ws.freq.resize(2 * chunk * nc);
     const T* k = reinterpret_cast<const T*>(spec->k.data());  // std::complex<T> is two T (re, im)
     for (std::size_t p = 0; p < planes; p += chunk) {
       const std::size_t n = std::min(chunk, planes - p);
       fft_conv_apply<backend::cpu>(ws.fft, k, spec->ph, spec->pw, adjoint, x.data() + p * plane, y.data() + p * plane,
-                                   ws.padded.data(), ws.freq.data(), shape4{n, 1, s[2], s[3]});
+                                   ws.freq.data(), shape4{n, 1, s[2], s[3]});
     }
   }
 

@@ -253,16 +253,14 @@ private:
       fresh.data.upload(reinterpret_cast<const T*>(k->k.data()), 2 * k->k.size());  // (re, im) pairs
       fresh.ph = k->ph, fresh.pw = k->pw;
     });
-    const std::size_t nr = static_cast<std::size_t>(e.ph) * static_cast<std::size_t>(e.pw);
     const std::size_t nc = static_cast<std::size_t>(e.ph) * static_cast<std::size_t>(e.pw / 2 + 1);
-    padded_.resize(planes * nr);
     freq_.resize(2 * planes * nc);
-    fft_conv_apply<B>(fft_, e.data.data(), e.ph, e.pw, adjoint, x, y, padded_.data(), freq_.data(), s);
+    fft_conv_apply<B>(fft_, e.data.data(), e.ph, e.pw, adjoint, x, y, freq_.data(), s);
   }
 
   host_operator host_;
   detail::level_cache<B, T> cache_;
-  buffer<B, T> padded_, freq_;
+  buffer<B, T> freq_;
   fft_engine<B, T> fft_;
 };
 

@@ -9,8 +9,9 @@
 //                           op/detail/element_kernels.hpp)
 //   gaussian_blur, dct_blur C X = A_H X A_W^T by the backend's separable primitive, given the axis
 //                           matrices' structure (Toeplitz taps, DCT multipliers); level 0 = I exactly
-//   fft_conv                zero padding, batched real FFT, K (or conj K for the adjoint), inverse
-//                           FFT, crop (the circular-equals-linear argument of op/fft_conv.hpp)
+//   fft_conv                batched real FFT of the zero-padded planes, K (or conj K for the
+//                           adjoint), inverse FFT cropped to the planes (the circular-equals-linear
+//                           argument of op/fft_conv.hpp)
 //
 // Every function accepts y == x (in place).
 #include <cstddef>
@@ -70,21 +71,19 @@ void separable_operator_apply(typename B::template separable<T>& engine, const c
                             bad / channels, ", channel ", bad % channels, ") of shape ", to_string(s));
 }
 
-/// y = k * x (adjoint: the correlation) by zero padding to ph x pw, FFT, multiplication by the
-/// half spectrum (interleaved, op::fft_conv::spectrum), inverse FFT and crop. `padded` holds
-/// N C ph pw scalars and `freq` 2 N C ph (pw/2 + 1); y may alias x.
+/// y = k * x (adjoint: the correlation): the FFT of every plane zero-padded to ph x pw,
+/// multiplication by the half spectrum (interleaved, op::fft_conv::spectrum), the inverse FFT
+/// cropped to the plane. `freq` holds 2 N C ph (pw/2 + 1) scalars; y may alias x.
 template <Backend B, class T>
 void fft_conv_apply(typename B::template fft<T>& fft, const T* spectrum, int ph, int pw, bool adjoint, const T* x,
-                    T* y, T* padded, T* freq, const shape4& s) {
+                    T* y, T* freq, const shape4& s) {
   const std::size_t planes = s[0] * s[1], h = s[2], w = s[3];
   if (planes == 0 || h == 0 || w == 0) return;
-  const auto ph_ = static_cast<std::size_t>(ph), pw_ = static_cast<std::size_t>(pw);
-  const std::size_t nc = ph_ * (pw_ / 2 + 1);
-  B::parallel_for_2d(planes * ph_, pw_, kernels::zero_pad_fn<T>{x, padded, h, w, ph_, pw_});
-  fft.r2c(ph, pw, planes, padded, freq);
+  const std::size_t nc = static_cast<std::size_t>(ph) * (static_cast<std::size_t>(pw) / 2 + 1);
+  const int hi = static_cast<int>(h), wi = static_cast<int>(w);
+  fft.r2c(hi, wi, ph, pw, planes, x, freq);
   B::parallel_for_2d(planes, nc, kernels::spectrum_multiply_fn<T>{freq, spectrum, nc, adjoint});
-  fft.c2r(ph, pw, planes, freq, padded);
-  B::parallel_for_2d(planes * h, w, kernels::crop_fn<T>{padded, y, h, w, ph_, pw_});
+  fft.c2r(ph, pw, hi, wi, planes, freq, y);
 }
 
 }  // namespace softdiff::op

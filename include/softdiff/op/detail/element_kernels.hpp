@@ -28,31 +28,6 @@ struct mask_rows_fn {
   }
 };
 
-/// Embeds every h x w plane of x in the top-left corner of a ph x pw plane of zeros (op::fft_conv's
-/// zero padding). Index: (row of the padded batch, column).
-template <class T>
-struct zero_pad_fn {
-  const T* x;
-  T* padded;
-  std::size_t h, w, ph, pw;
-  SOFTDIFF_HOST_DEVICE void operator()(std::size_t row, std::size_t j) const {
-    const std::size_t plane = row / ph, r = row % ph;
-    padded[row * pw + j] = (r < h && j < w) ? x[(plane * h + r) * w + j] : T(0);
-  }
-};
-
-/// The top-left h x w corner of every ph x pw plane. Index: (row of y, column).
-template <class T>
-struct crop_fn {
-  const T* padded;
-  T* y;
-  std::size_t h, w, ph, pw;
-  SOFTDIFF_HOST_DEVICE void operator()(std::size_t row, std::size_t j) const {
-    const std::size_t plane = row / h, r = row % h;
-    y[row * w + j] = padded[(plane * ph + r) * pw + j];
-  }
-};
-
 /// f <- f K (or f conj(K) for the adjoint) on interleaved complex numbers; one spectrum K of
 /// `nc` entries shared by every plane. Index: (plane, complex entry q of the plane).
 template <class T>
