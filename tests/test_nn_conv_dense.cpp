@@ -7,7 +7,10 @@
 //    segments of 5, chunks of 4 and 1) and with one sample per chunk (a large image), for 3x3
 //    and 1x1 (read in place) kernels;
 //  - the wide register tiles of the dW GEMM (b = 32 and 64 output channels);
-//  - group_norm::forward_silu / backward_silu against group_norm and silu run one after the other.
+//  - group_norm::forward_silu / backward_silu against group_norm and silu run one after the other;
+//  - conv2d::forward(x, group_norm::silu_map(x)), which applies GroupNorm + SiLU while padding x:
+//    bit for bit the convolution of forward_silu's output, forward and backward (float, dense
+//    and stored paths), and its gradients against float64 finite differences.
 #include <catch2/catch.hpp>
 
 #include <cstddef>
@@ -88,4 +91,89 @@ TEST_CASE("group_norm::forward_silu and backward_silu equal group_norm and silu 
   // the fused pass keeps its SiLU gradient in dx: a second call must not read a stale one
   const auto& again = gn.backward_silu(ds);
   for (std::size_t i = 0; i < again.size(); ++i) REQUIRE(again.data()[i] == Approx(dx_ref.data()[i]).margin(1e-12));
+}
+
+namespace {
+
+/// conv(SiLU(GroupNorm(x))) with the map fused into the convolution (the ResBlock pattern).
+template <class T>
+struct norm_silu_conv {
+  using scalar_type = T;
+  nn::parameter_store<T> store;
+  nn::group_norm<T> gn;
+  nn::conv2d<T> conv;
+  bool fused = true;
+  norm_silu_conv(std::size_t a, std::size_t b, std::size_t groups, std::size_t stride, nn::conv_algorithm alg)
+      : gn(groups, a), conv(a, b, 3, stride) {
+    conv.algorithm = alg;
+    gn.declare(store, "gn");
+    conv.declare(store, "conv");
+    store.allocate();
+    gn.bind(store);
+    conv.bind(store);
+    conv.init(noise_source{9, 1});
+    for (std::size_t i = 0; i < a; ++i)
+      gn.weight[i] = T(0.7) + T(0.05) * T(i), gn.bias[i] = T(0.1) * T(i % 5) - T(0.2);
+  }
+  const batch<T>& forward(const batch<T>& x) { return fused ? conv.forward(x, gn.silu_map(x)) : conv.forward(gn.forward_silu(x)); }
+  const batch<T>& backward(const batch<T>& dy) { return gn.backward_silu(conv.backward(dy)); }
+};
+
+}  // namespace
+
+TEST_CASE("conv2d::forward(x, silu_map(x)) equals the convolution of forward_silu(x) bit for bit", "[nn][conv2d][group_norm]") {
+  struct fused_case {
+    std::size_t a, b, groups, stride, n, h, w;
+    nn::conv_algorithm alg;
+  };
+  const fused_case cases[] = {
+      {16, 32, 4, 1, 6, 14, 14, nn::conv_algorithm::tiled},        // dense 3 x 3: the map applied while padding
+      {8, 16, 2, 1, 3, 28, 28, nn::conv_algorithm::tiled},         // rows of 28: a partial vector per row
+      {8, 8, 4, 2, 4, 9, 9, nn::conv_algorithm::tiled},            // stride 2: m(x) stored, then im2col
+      {8, 16, 4, 1, 4, 7, 7, nn::conv_algorithm::im2col_blas},     // m(x) stored, then BLAS
+  };
+  for (const fused_case& c : cases) {
+    CAPTURE(c.a, c.b, c.groups, c.stride, c.n, c.h, c.w, int(c.alg));
+    norm_silu_conv<float> fused(c.a, c.b, c.groups, c.stride, c.alg), plain(c.a, c.b, c.groups, c.stride, c.alg);
+    plain.fused = false;
+    const batch<float> x = random_tensor<float, 4>({c.n, c.a, c.h, c.w}, 43, 1, 1.3, 0.4);
+    const batch<float> y_plain = plain.forward(x);
+    const batch<float>& y = fused.forward(x);
+    REQUIRE(shape_of(y) == shape_of(y_plain));
+    std::size_t differ = 0;
+    for (std::size_t i = 0; i < y.size(); ++i) differ += y.data()[i] != y_plain.data()[i];
+    REQUIRE(differ == 0);
+    const batch<float> g = random_tensor<float, 4>(shape_of(y), 43, 2);
+    plain.store.zero_grad();
+    fused.store.zero_grad();
+    const batch<float> dx_plain = plain.backward(g);
+    const batch<float>& dx = fused.backward(g);
+    for (std::size_t i = 0; i < dx.size(); ++i) differ += dx.data()[i] != dx_plain.data()[i];
+    REQUIRE(differ == 0);
+    const auto gp = plain.store.gradients(), gf = fused.store.gradients();
+    double largest = 0;
+    for (std::size_t i = 0; i < gp.size(); ++i) differ += gp[i] != gf[i], largest = std::max(largest, double(std::abs(gf[i])));
+    REQUIRE(differ == 0);
+    REQUIRE(largest > 0);
+    // a second forward with the fused map after a plain one (and back) keeps nothing stale
+    fused.fused = false;
+    const batch<float>& y2 = fused.forward(x);
+    for (std::size_t i = 0; i < y2.size(); ++i) differ += y2.data()[i] != y_plain.data()[i];
+    REQUIRE(differ == 0);
+  }
+}
+
+TEST_CASE("conv2d::forward(x, silu_map(x)) passes the float64 gradient check", "[nn][conv2d][group_norm]") {
+  for (const auto alg : {nn::conv_algorithm::tiled, nn::conv_algorithm::im2col_blas}) {
+    CAPTURE(int(alg));
+    norm_silu_conv<double> layer(4, 6, 2, 1, alg);
+    batch<double> x = random_tensor<double, 4>({2, 4, 5, 6}, 47, 1, 1.2, 0.3);
+    const auto r = softdiff::testing::check_layer_gradients(layer, &layer.store, x, 47);
+    INFO(r.input.describe());
+    INFO(r.parameters.describe());
+    REQUIRE(r.input.nonzero > r.input.count / 2);
+    REQUIRE(r.parameters.nonzero > r.parameters.count / 2);
+    REQUIRE(r.input.max_error < 1e-7);
+    REQUIRE(r.parameters.max_error < 1e-7);
+  }
 }

@@ -17,6 +17,9 @@
 //      dx_n = conv(g, W~, padding k-1-p),  W~[c,o,u,v] = W[o,c,k-1-u,k-1-v],
 //    computed like the forward. Stride 2 builds cols (im2col) and uses col2im for dx.
 //  - im2col_blas (double and other ISAs by default): im2col and BLAS (backend::cpu::gemm).
+// forward(x, m) convolves m(x) for a per-channel map m = SiLU(a x + b) (GroupNorm + SiLU,
+// channel_affine.hpp): the dense 3 x 3 path applies m while it pads x (forward, and the dW pass
+// of backward), so the activations m(x) are never written out.
 // Forward: samples are spread over OpenMP threads, each with its own workspace; a batch smaller
 // than the thread count spreads each GEMM instead. Backward: dW and dbias are sums over the
 // batch, so their float rounding depends on the summation order; the batch is split into a
@@ -33,6 +36,7 @@
 #include <vector>
 
 #include "softdiff/backend/cpu.hpp"
+#include "softdiff/nn/channel_affine.hpp"
 #include "softdiff/nn/conv_kernels.hpp"
 #include "softdiff/nn/conv_lowering.hpp"
 #include "softdiff/nn/layer_support.hpp"
@@ -104,11 +108,41 @@ struct conv2d {
     check_bound();
     ensure_shape(y, output_shape(shape_of(x)));
     x_ = &x;
+    map_ = {};
     const detail::conv_geometry g = geometry(shape_of(x));
     if (resolved_algorithm() == conv_algorithm::tiled)
       forward_tiled(x, g);
     else
       forward_blas(x, g);
+    return y;
+  }
+
+  /// y = conv(m(x)) for the map m = SiLU(a x + b) per (n, c) (channel_affine.hpp; typically
+  /// group_norm::silu_map(x)), and backward's dx = dL/d m(x). The dense 3 x 3 path applies m while
+  /// it pads x, forward and backward, so m(x) is never stored; the other paths store m(x) in this
+  /// layer and run on it. m's arrays, like x, must stay unchanged until backward.
+  const batch<T>& forward(const batch<T>& x, const channel_affine<T>& m) {
+    if (m.empty()) return forward(x);
+    const shape4 s = shape_of(x);
+    SOFTDIFF_REQUIRE(m.channels == s[1], "conv2d: a map of ", m.channels, " channels for input ", to_string(s));
+    if (resolved_algorithm() != conv_algorithm::tiled || !dense_taps3()) {
+      ensure_shape(mapped_, s);
+      const std::size_t HW = s[2] * s[3];
+      const auto planes = static_cast<std::ptrdiff_t>(s[0] * s[1]);
+      const T* xp = x.data();
+      T* mp = mapped_.data();
+#pragma omp parallel for schedule(static) num_threads(detail::layer_threads()) if (x.size() > detail::parallel_threshold)
+      for (std::ptrdiff_t p = 0; p < planes; ++p) {
+        const auto q = static_cast<std::size_t>(p);
+        detail::affine_silu_row(xp + q * HW, HW, m.scale[q], m.shift[q], mp + q * HW);
+      }
+      return forward(mapped_);
+    }
+    check_bound();
+    ensure_shape(y, output_shape(s));
+    x_ = &x;
+    map_ = m;
+    forward_tiled(x, geometry(s));
     return y;
   }
 
@@ -229,7 +263,7 @@ private:
       const T* xn = xp + static_cast<std::size_t>(n) * A * HW;
       T* yn = yp + static_cast<std::size_t>(n) * B * L;
       if (dense) {
-        detail::pad_rows(xn, A, g.h, g.w, 1, pad);
+        detail::pad_rows(xn, A, g.h, g.w, 1, pad, map_.sample(static_cast<std::size_t>(n)));
         detail::tiled_gemm_taps3<T>(B, L, K, g.w, wp, off_a_.data(), pad + detail::row_pad_guard, off_b_.data(), yn,
                                     L, bp, p.within_gemm);
         continue;
@@ -326,7 +360,7 @@ private:
           detail::transpose(gn, B, L, gT + (n - c0) * L * B);
           if (shifted && !in_place) {
             T* xs = xpad + (n - c0) * x_step;
-            detail::pad_image(xn, A, g.h, g.w, padding, xs);
+            detail::pad_image(xn, A, g.h, g.w, padding, xs, map_.sample(n));
             std::fill(xs + A * Hp * Wp, xs + x_step, T(0));
           } else if (!shifted) {
             detail::im2col(xn, cols, g);
@@ -459,6 +493,8 @@ private:
   }
 
   const batch<T>* x_ = nullptr;
+  channel_affine<T> map_;  // applied to *x_ (dense 3 x 3 path only; else empty)
+  batch<T> mapped_;        // m(x) of forward(x, m) on the other paths
   std::vector<T> work_, partial_, wflip_;
   std::vector<std::ptrdiff_t> off_a_, off_b_, off_c_, off_d_;
 };

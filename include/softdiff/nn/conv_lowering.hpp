@@ -18,6 +18,7 @@
 #endif
 
 #include "softdiff/error.hpp"
+#include "softdiff/nn/channel_affine.hpp"
 
 namespace softdiff::nn::detail {
 
@@ -141,18 +142,23 @@ inline void copy_row(const T* src, std::size_t n, T* dst) {
   for (std::size_t j = 0; j < n; ++j) dst[j] = src[j];
 }
 
-/// xp [C, H + 2p, W + 2p] = x [C, H, W] with a zero border of p (the whole of xp is written).
-/// Row by row, the right border of one row and the left border of the next are one run of 2p
-/// zeros (p = 1: two plain stores; a memset call per run costs more than the row's copy).
+/// xp [C, H + 2p, W + 2p] = x [C, H, W] with a zero border of p (the whole of xp is written),
+/// through the map m (one sample's; channel_affine.hpp) unless it is empty. Row by row, the right
+/// border of one row and the left border of the next are one run of 2p zeros (p = 1: two plain
+/// stores; a memset call per run costs more than the row's copy).
 template <class T>
-void pad_image(const T* x, std::size_t C, std::size_t H, std::size_t W, std::size_t p, T* xp) {
+void pad_image(const T* x, std::size_t C, std::size_t H, std::size_t W, std::size_t p, T* xp,
+               const channel_affine<T>& m = {}) {
   const std::size_t Hp = H + 2 * p, Wp = W + 2 * p;
   for (std::size_t c = 0; c < C; ++c) {
     T* d = xp + c * Hp * Wp;
     std::fill(d, d + p * Wp + p, T(0));
     for (std::size_t i = 0; i < H; ++i) {
       T* row = d + (p + i) * Wp + p;
-      copy_row(x + (c * H + i) * W, W, row);
+      if (m.empty())
+        copy_row(x + (c * H + i) * W, W, row);
+      else
+        affine_silu_row(x + (c * H + i) * W, W, m.scale[c], m.shift[c], row);
       if (i + 1 == H) break;
       if (p == 1) {  // plain stores: GCC turns a zeroing loop into a memset call
         row[W] = T(0);
@@ -170,14 +176,19 @@ void pad_image(const T* x, std::size_t C, std::size_t H, std::size_t W, std::siz
 inline constexpr std::size_t row_pad_guard = 16;
 
 /// xv [C, H + 2p, W] = x [C, H, W] with p zero rows above and below each channel, written at
-/// xv_guarded + row_pad_guard, with row_pad_guard zeros on either side.
+/// xv_guarded + row_pad_guard, with row_pad_guard zeros on either side; through the map m (one
+/// sample's) unless it is empty.
 template <class T>
-void pad_rows(const T* x, std::size_t C, std::size_t H, std::size_t W, std::size_t p, T* xv_guarded) {
+void pad_rows(const T* x, std::size_t C, std::size_t H, std::size_t W, std::size_t p, T* xv_guarded,
+              const channel_affine<T>& m = {}) {
   std::fill(xv_guarded, xv_guarded + row_pad_guard, T(0));
   T* d = xv_guarded + row_pad_guard;
   for (std::size_t c = 0; c < C; ++c) {
     std::fill(d, d + p * W, T(0));
-    std::copy(x + c * H * W, x + (c + 1) * H * W, d + p * W);
+    if (m.empty())
+      std::copy(x + c * H * W, x + (c + 1) * H * W, d + p * W);
+    else
+      affine_silu_row(x + c * H * W, H * W, m.scale[c], m.shift[c], d + p * W);
     std::fill(d + (p + H) * W, d + (H + 2 * p) * W, T(0));
     d += (H + 2 * p) * W;
   }

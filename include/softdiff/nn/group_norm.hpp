@@ -7,8 +7,10 @@
 //   dbeta[c] += sum_{n,hw} dy,   dgamma[c] += sum_{n,hw} dy xhat
 //   dx = rstd (gamma[c] dy - A / M - xhat B / M),  A = sum gamma dy,  B = sum gamma dy xhat
 // Statistics accumulate in double, also for float data. (n, g) pairs run in parallel; the
-// per-(n, c) sums for dgamma and dbeta are reduced over n afterwards. forward_silu and
-// backward_silu fuse the SiLU that follows every GroupNorm in RefUNet (one pass each way).
+// per-(n, c) sums for dgamma and dbeta are reduced over n afterwards. The SiLU that follows every
+// GroupNorm in RefUNet is fused (channel_affine.hpp): forward_silu writes SiLU(y) without keeping
+// y, silu_map hands the map to the convolution that reads it (which then never needs SiLU(y)
+// stored either), and backward_silu recomputes y = a x + b from x and the saved a, b.
 #include <cmath>
 #include <cstddef>
 #include <span>
@@ -16,6 +18,7 @@
 #include <string_view>
 #include <vector>
 
+#include "softdiff/nn/channel_affine.hpp"
 #include "softdiff/nn/layer_support.hpp"
 #include "softdiff/nn/parameter_store.hpp"
 
@@ -30,8 +33,8 @@ struct group_norm {
   std::span<T> weight, bias;    // gamma, beta [channels]
   std::span<T> dweight, dbias;  // their gradients (backward adds)
   parameter_slot weight_slot, bias_slot;
-  batch<T> y;   // output of the last forward
-  batch<T> dx;  // input gradient of the last backward
+  batch<T> y;    // output of the last forward (not written by forward_silu or silu_map)
+  batch<T> dx;   // input gradient of the last backward
   batch<T> act;  // SiLU(y) of the last forward_silu
 
   group_norm() = default;
@@ -57,35 +60,47 @@ struct group_norm {
     std::fill(bias.begin(), bias.end(), T(0));
   }
 
-  const batch<T>& forward(const batch<T>& x) { return forward_impl<false>(x); }
+  const batch<T>& forward(const batch<T>& x) {
+    const channel_affine<T> m = silu_map(x);
+    ensure_shape(y, shape_);
+    apply(x, m, y, [](const T* xc, std::size_t n, T a, T b, T* out) {
+#pragma omp simd
+      for (std::size_t i = 0; i < n; ++i) out[i] = detail::affine(xc[i], a, b);
+    });
+    return y;
+  }
 
-  /// SiLU(GroupNorm(x)) (silu.hpp: x sigmoid(x)) in one pass: keeps y = GroupNorm(x) as forward
-  /// does and returns act = SiLU(y), the same values as silu.forward(forward(x)). Pairs with
-  /// backward_silu.
-  const batch<T>& forward_silu(const batch<T>& x) { return forward_impl<true>(x); }
+  /// SiLU(GroupNorm(x)) (silu.hpp: x sigmoid(x)): the same values as silu.forward(forward(x)),
+  /// written to act in one pass without keeping GroupNorm(x). Pairs with backward_silu.
+  const batch<T>& forward_silu(const batch<T>& x) {
+    const channel_affine<T> m = silu_map(x);
+    ensure_shape(act, shape_);
+    apply(x, m, act, [](const T* xc, std::size_t n, T a, T b, T* out) { detail::affine_silu_row(xc, n, a, b, out); });
+    return act;
+  }
 
-private:
-  template <bool ThenSilu>
-  const batch<T>& forward_impl(const batch<T>& x) {
+  /// The statistics of x, returned as the map SiLU(GroupNorm(x)) = SiLU(a x + b) per (n, c) for
+  /// a layer that applies it as it reads x (conv2d::forward(x, map)); writes no activations.
+  /// x must stay alive and unchanged until backward_silu (the layer protocol); the map's arrays
+  /// live in this layer until its next forward. Pairs with backward_silu.
+  channel_affine<T> silu_map(const batch<T>& x) {
     check_bound();
     const shape4 s = shape_of(x);
     SOFTDIFF_REQUIRE(s[1] == channels, "group_norm: input ", to_string(s), " has ", s[1], " channels, expected ",
                     channels);
-    ensure_shape(y, s);
-    if (ThenSilu) ensure_shape(act, s);
+    shape_ = s;
     x_ = &x;
     const std::size_t N = s[0], G = groups, cpg = channels / groups, HW = s[2] * s[3], M = cpg * HW;
     double* mean = detail::reserve(mean_, N * G);
     double* rstd = detail::reserve(rstd_, N * G);
+    T* scale = detail::reserve(scale_, N * channels);
+    T* shift = detail::reserve(shift_, N * channels);
     const T *xp = x.data(), *gamma = weight.data(), *beta = bias.data();
-    T* yp = y.data();
-    T* ap = ThenSilu ? act.data() : nullptr;
     const auto count = static_cast<std::ptrdiff_t>(N * G);
 #pragma omp parallel for schedule(static) num_threads(detail::layer_threads()) if (count > 1 && x.size() > detail::parallel_threshold)
     for (std::ptrdiff_t ng = 0; ng < count; ++ng) {
       const std::size_t n = static_cast<std::size_t>(ng) / G, g = static_cast<std::size_t>(ng) % G;
-      const std::size_t base = (n * channels + g * cpg) * HW;
-      const T* xg = xp + base;
+      const T* xg = xp + (n * channels + g * cpg) * HW;
       double s1 = 0;
 #pragma omp simd reduction(+ : s1)
       for (std::size_t i = 0; i < M; ++i) s1 += static_cast<double>(xg[i]);
@@ -100,25 +115,26 @@ private:
       mean[ng] = mu, rstd[ng] = r;
       for (std::size_t c = 0; c < cpg; ++c) {
         const std::size_t ch = g * cpg + c;
-        const T scale = static_cast<T>(r * static_cast<double>(gamma[ch]));
-        const T shift = static_cast<T>(static_cast<double>(beta[ch]) - mu * r * static_cast<double>(gamma[ch]));
-        const T* xc = xg + c * HW;
-        T* yc = yp + base + c * HW;
-        if constexpr (ThenSilu) {
-          T* ac = ap + base + c * HW;
-#pragma omp simd
-          for (std::size_t i = 0; i < HW; ++i) {
-            const T v = xc[i] * scale + shift;
-            yc[i] = v;
-            ac[i] = v * detail::sigmoid(v);
-          }
-        } else {
-#pragma omp simd
-          for (std::size_t i = 0; i < HW; ++i) yc[i] = xc[i] * scale + shift;
-        }
+        scale[n * channels + ch] = static_cast<T>(r * static_cast<double>(gamma[ch]));
+        shift[n * channels + ch] = static_cast<T>(static_cast<double>(beta[ch]) - mu * r * static_cast<double>(gamma[ch]));
       }
     }
-    return ThenSilu ? act : y;
+    return {scale, shift, channels};
+  }
+
+private:
+  /// row(x plane, HW, a, b, out plane) for every (n, c) plane.
+  template <class Row>
+  void apply(const batch<T>& x, const channel_affine<T>& m, batch<T>& out, Row row) const {
+    const std::size_t planes = shape_[0] * shape_[1], HW = shape_[2] * shape_[3];
+    const T* xp = x.data();
+    T* op = out.data();
+    const auto count = static_cast<std::ptrdiff_t>(planes);
+#pragma omp parallel for schedule(static) num_threads(detail::layer_threads()) if (count > 1 && x.size() > detail::parallel_threshold)
+    for (std::ptrdiff_t p = 0; p < count; ++p) {
+      const auto q = static_cast<std::size_t>(p);
+      row(xp + q * HW, HW, m.scale[q], m.shift[q], op + q * HW);
+    }
   }
 
 public:
@@ -136,14 +152,14 @@ private:
   const batch<T>& backward_impl(const batch<T>& dy, bool need_dx) {
     check_bound();
     SOFTDIFF_REQUIRE(x_ != nullptr, "group_norm::backward: called before forward");
-    SOFTDIFF_REQUIRE(shape_of(dy) == shape_of(y), "group_norm::backward: dy ", to_string(shape_of(dy)),
-                    " does not match the forward output ", to_string(shape_of(y)));
+    SOFTDIFF_REQUIRE(shape_of(dy) == shape_, "group_norm::backward: dy ", to_string(shape_of(dy)),
+                    " does not match the forward output ", to_string(shape_));
     const batch<T>& x = *x_;
     const shape4 s = shape_of(x);
     if (need_dx) ensure_shape(dx, s);
     const std::size_t N = s[0], G = groups, cpg = channels / groups, HW = s[2] * s[3], M = cpg * HW;
     double* sums = detail::reserve(sums_, 2 * N * channels);  // per (n, c): sum dy, sum dy xhat
-    const T *xp = x.data(), *gamma = weight.data(), *yp = y.data();
+    const T *xp = x.data(), *gamma = weight.data(), *scale = scale_.data(), *shift = shift_.data();
     const double *mean = mean_.data(), *rstd = rstd_.data();
     T* dxp = need_dx ? dx.data() : nullptr;
     // through SiLU, pass 1 writes dy (the SiLU backward of ds) into dx, and pass 2 reads it from there
@@ -161,14 +177,16 @@ private:
         const T* gc = gp + base + c * HW;
         double sdy = 0, sdyx = 0;
         if constexpr (ThroughSilu) {
-          // SiLU backward (silu.hpp): with s = sigmoid(y), dy = ds s (1 + y (1 - s)), kept in dx
-          const T* yc = yp + base + c * HW;
+          // SiLU backward (silu.hpp): with s = sigmoid(y), dy = ds s (1 + y (1 - s)), kept in dx;
+          // y = a x + b recomputed as the forward computed it (channel_affine.hpp)
+          const T a = scale[n * channels + g * cpg + c], b = shift[n * channels + g * cpg + c];
           const T* sc = sp + base + c * HW;
           T* dc = dxp + base + c * HW;
 #pragma omp simd reduction(+ : sdy, sdyx)
           for (std::size_t i = 0; i < HW; ++i) {
-            const T sg = detail::sigmoid(yc[i]);
-            const T d = sc[i] * sg * (T(1) + yc[i] * (T(1) - sg));
+            const T yv = detail::affine(xc[i], a, b);
+            const T sg = detail::sigmoid(yv);
+            const T d = sc[i] * sg * (T(1) + yv * (T(1) - sg));
             dc[i] = d;
             sdy += static_cast<double>(d);
             sdyx += static_cast<double>(d) * (static_cast<double>(xc[i]) - mu);
@@ -211,8 +229,8 @@ private:
 
 public:
   /// Per-(n, group) mean and 1/sqrt(var + eps) of the last forward, [N * groups].
-  [[nodiscard]] std::span<const double> saved_mean() const { return {mean_.data(), y.shape()[0] * groups}; }
-  [[nodiscard]] std::span<const double> saved_rstd() const { return {rstd_.data(), y.shape()[0] * groups}; }
+  [[nodiscard]] std::span<const double> saved_mean() const { return {mean_.data(), shape_[0] * groups}; }
+  [[nodiscard]] std::span<const double> saved_rstd() const { return {rstd_.data(), shape_[0] * groups}; }
 
 private:
   void check_bound() const {
@@ -222,7 +240,9 @@ private:
   }
 
   const batch<T>* x_ = nullptr;
+  shape4 shape_{};  // of the last forward's input and output
   std::vector<double> mean_, rstd_, sums_;
+  std::vector<T> scale_, shift_;  // a, b of the last forward, [N * channels] (channel_affine.hpp)
 };
 
 static_assert(Layer<group_norm<float>>);

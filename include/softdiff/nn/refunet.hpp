@@ -239,7 +239,7 @@ struct refunet_state {
       }
       if (level.has_up) h = &level.up.forward(level.upsample.forward(*h));
     }
-    return conv_out.forward(norm_out.forward_silu(*h));
+    return conv_out.forward(*h, norm_out.silu_map(*h));
   }
 
   /// y += x, element-wise over whole batches of one shape.

@@ -9,8 +9,8 @@
 // ADDED into the caller's dtemb: every block shares one temb); dh flows on through
 // conv1 ... norm1; the skip (identity or 1x1 conv) adds its gradient of dout to dx.
 // The temb add and the residual add are done in place on conv1.y and conv2.y. Each
-// SiLU(GN(.)) runs as one layer pass forward and backward (group_norm::forward_silu,
-// backward_silu).
+// SiLU(GN(.)) is applied by the convolution after it as it reads its input (group_norm::silu_map,
+// conv2d::forward(x, map)) and runs backward as one pass (group_norm::backward_silu).
 #include <cstddef>
 #include <string>
 #include <string_view>
@@ -68,10 +68,10 @@ struct res_block {
     SOFTDIFF_REQUIRE(temb.shape()[0] == s[0] && temb.shape()[1] == temb_channels, "res_block: temb [",
                     temb.shape()[0], ", ", temb.shape()[1], "] does not match batch ", s[0], " and ",
                     temb_channels, " embedding channels");
-    conv1.forward(norm1.forward_silu(x));
+    conv1.forward(x, norm1.silu_map(x));
     const matrix<T>& tp = temb_proj.forward(temb_act.forward(temb));
     add_per_channel(conv1.y, tp.data());
-    conv2.forward(norm2.forward_silu(conv1.y));
+    conv2.forward(conv1.y, norm2.silu_map(conv1.y));
     const batch<T>& res = has_skip() ? skip.forward(x) : x;
     add_into(conv2.y, res);
     return conv2.y;
