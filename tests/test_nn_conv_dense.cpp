@@ -177,3 +177,36 @@ TEST_CASE("conv2d::forward(x, silu_map(x)) passes the float64 gradient check", "
     REQUIRE(r.parameters.max_error < 1e-7);
   }
 }
+
+TEST_CASE("conv2d::forward(x, map, addends) adds a per-sample bias and a residual", "[nn][conv2d]") {
+  struct addend_case {
+    std::size_t a, b, stride, n, h, w;
+    nn::conv_algorithm alg;
+  };
+  const addend_case cases[] = {
+      {8, 16, 1, 3, 28, 28, nn::conv_algorithm::tiled},     // dense: added as the tiles are stored
+      {4, 24, 1, 2, 5, 7, nn::conv_algorithm::tiled},       // partial row and column tiles
+      {8, 8, 2, 2, 9, 9, nn::conv_algorithm::tiled},        // stride 2: added afterwards
+      {8, 16, 1, 2, 7, 7, nn::conv_algorithm::im2col_blas}, // BLAS: added afterwards
+  };
+  for (const addend_case& c : cases) {
+    CAPTURE(c.a, c.b, c.stride, c.n, c.h, c.w, int(c.alg));
+    norm_silu_conv<float> layer(c.a, c.b, 4, c.stride, c.alg);
+    const batch<float> x = random_tensor<float, 4>({c.n, c.a, c.h, c.w}, 53, 1, 1.1, 0.2);
+    const auto m = layer.gn.silu_map(x);
+    const batch<float> plain = layer.conv.forward(x, m);
+    const batch<float> residual = random_tensor<float, 4>(shape_of(plain), 53, 2);
+    const batch<float> sample_bias = random_tensor<float, 4>({c.n, c.b, 1, 1}, 53, 3);
+    const batch<float>& y = layer.conv.forward(x, m, {.sample_bias = sample_bias.data(), .residual = &residual});
+    REQUIRE(shape_of(y) == shape_of(plain));
+    const std::size_t L = y.shape()[2] * y.shape()[3];
+    for (std::size_t i = 0; i < y.size(); ++i) {
+      const double want = double(plain.data()[i]) + double(sample_bias.data()[i / L]) + double(residual.data()[i]);
+      REQUIRE(y.data()[i] == Approx(want).margin(2e-5));
+    }
+    const batch<float>& only_bias = layer.conv.forward(x, m, {.sample_bias = sample_bias.data()});
+    for (std::size_t i = 0; i < y.size(); ++i)
+      REQUIRE(only_bias.data()[i] == Approx(double(plain.data()[i]) + double(sample_bias.data()[i / L])).margin(2e-5));
+    REQUIRE_THROWS_WITH(layer.conv.forward(x, m, {.residual = &x}), Catch::Contains("residual"));
+  }
+}

@@ -13,15 +13,35 @@ namespace softdiff::nn {
 
 /// The map x -> SiLU(scale[n * C + c] x + shift[n * C + c]) on a batch of C channels
 /// (sample-major [N * C] arrays). A default-constructed map is empty (the identity, no SiLU).
+/// A map may compute its coefficients on demand: then `fill(source, n)` writes sample n's
+/// (group_norm::silu_map: the statistics of x[n]), and a consumer calls prepare(n) before it
+/// reads sample n, so that x[n] is read twice while it is in cache instead of the whole batch
+/// twice from memory. prepare(n) for different n may run on different threads.
 template <class T>
 struct channel_affine {
   const T* scale = nullptr;
   const T* shift = nullptr;
   std::size_t channels = 0;
+  void (*fill)(void* source, std::size_t n) = nullptr;
+  void* source = nullptr;
+
   [[nodiscard]] bool empty() const { return scale == nullptr; }
-  /// The map restricted to sample n: pointers to its C scales and shifts.
+  /// Computes sample n's coefficients if the map does so on demand.
+  void prepare(std::size_t n) const {
+    if (fill) fill(source, n);
+  }
+  /// The map restricted to sample n (prepared): pointers to its C scales and shifts.
   [[nodiscard]] channel_affine sample(std::size_t n) const {
     return empty() ? channel_affine{} : channel_affine{scale + n * channels, shift + n * channels, channels};
+  }
+  /// The same map with every sample prepared, coefficients no longer computed on demand.
+  [[nodiscard]] channel_affine prepared_all(std::size_t samples) const {
+    if (fill) {
+      const auto count = static_cast<std::ptrdiff_t>(samples);
+#pragma omp parallel for schedule(static) num_threads(detail::layer_threads()) if (count > 1)
+      for (std::ptrdiff_t n = 0; n < count; ++n) fill(source, static_cast<std::size_t>(n));
+    }
+    return {scale, shift, channels};
   }
 };
 

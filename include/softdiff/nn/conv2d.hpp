@@ -44,6 +44,13 @@
 
 namespace softdiff::nn {
 
+/// What conv2d::forward(x, m, e) adds to the convolution besides its bias.
+template <class T>
+struct conv_addends {
+  const T* sample_bias = nullptr;      // [N * out]: added to channel o of sample n
+  const batch<T>* residual = nullptr;  // the output's shape: added element-wise
+};
+
 enum class conv_algorithm {
   automatic,    // tiled where the scalar type runs on SIMD registers, else im2col_blas
   tiled,        // conv_kernels.hpp (any scalar type; scalar code without SIMD)
@@ -117,15 +124,32 @@ struct conv2d {
     return y;
   }
 
-  /// y = conv(m(x)) for the map m = SiLU(a x + b) per (n, c) (channel_affine.hpp; typically
-  /// group_norm::silu_map(x)), and backward's dx = dL/d m(x). The dense 3 x 3 path applies m while
-  /// it pads x, forward and backward, so m(x) is never stored; the other paths store m(x) in this
-  /// layer and run on it. m's arrays, like x, must stay unchanged until backward.
-  const batch<T>& forward(const batch<T>& x, const channel_affine<T>& m) {
-    if (m.empty()) return forward(x);
+  /// y = conv(m(x)) + bias + e for the map m = SiLU(a x + b) per (n, c) (channel_affine.hpp;
+  /// typically group_norm::silu_map(x)) and the addends e (conv_addends: a per-sample bias such as
+  /// RefUNet's time embedding, a residual); backward's dx is dL/d m(x), and dbias the gradient of
+  /// the bias alone. The dense 3 x 3 path applies m while it pads x, forward and backward, so m(x)
+  /// is never stored, and adds e as it stores y; the other paths store m(x) in this layer, run on
+  /// it and add e afterwards. m's arrays, like x, must stay unchanged until backward.
+  const batch<T>& forward(const batch<T>& x, const channel_affine<T>& m, const conv_addends<T>& e = {}) {
     const shape4 s = shape_of(x);
-    SOFTDIFF_REQUIRE(m.channels == s[1], "conv2d: a map of ", m.channels, " channels for input ", to_string(s));
-    if (resolved_algorithm() != conv_algorithm::tiled || !dense_taps3()) {
+    SOFTDIFF_REQUIRE(m.empty() || m.channels == s[1], "conv2d: a map of ", m.channels, " channels for input ",
+                    to_string(s));
+    const shape4 out = output_shape(s);
+    SOFTDIFF_REQUIRE(!e.residual || shape_of(*e.residual) == out, "conv2d: residual ",
+                    e.residual ? to_string(shape_of(*e.residual)) : "", " does not match the output ", to_string(out));
+    SOFTDIFF_REQUIRE(!e.residual || e.residual != &y, "conv2d: the residual cannot be this layer's own output");
+    if (resolved_algorithm() == conv_algorithm::tiled && dense_taps3()) {
+      check_bound();
+      ensure_shape(y, out);
+      x_ = &x;
+      map_ = m;
+      forward_tiled(x, geometry(s), e);  // prepares each sample of the map before it pads it
+      map_.fill = nullptr;                // every sample is prepared now; backward only reads
+      return y;
+    }
+    const batch<T>* in = &x;
+    if (!m.empty()) {
+      const channel_affine<T> mp_all = m.prepared_all(s[0]);
       ensure_shape(mapped_, s);
       const std::size_t HW = s[2] * s[3];
       const auto planes = static_cast<std::ptrdiff_t>(s[0] * s[1]);
@@ -134,15 +158,18 @@ struct conv2d {
 #pragma omp parallel for schedule(static) num_threads(detail::layer_threads()) if (x.size() > detail::parallel_threshold)
       for (std::ptrdiff_t p = 0; p < planes; ++p) {
         const auto q = static_cast<std::size_t>(p);
-        detail::affine_silu_row(xp + q * HW, HW, m.scale[q], m.shift[q], mp + q * HW);
+        detail::affine_silu_row(xp + q * HW, HW, mp_all.scale[q], mp_all.shift[q], mp + q * HW);
       }
-      return forward(mapped_);
+      in = &mapped_;
     }
-    check_bound();
-    ensure_shape(y, output_shape(s));
-    x_ = &x;
-    map_ = m;
-    forward_tiled(x, geometry(s));
+    forward(*in);
+    const std::size_t planes = out[0] * out[1], L = out[2] * out[3];
+    T* yp = y.data();
+    for (std::size_t p = 0; p < planes; ++p) {
+      const T add = e.sample_bias ? e.sample_bias[p] : T(0);
+      const T* r = e.residual ? e.residual->data() + p * L : nullptr;
+      for (std::size_t l = 0; l < L; ++l) yp[p * L + l] += add + (r ? r[l] : T(0));
+    }
     return y;
   }
 
@@ -235,7 +262,7 @@ private:
 
   // ---- tiled ------------------------------------------------------------------------------
 
-  void forward_tiled(const batch<T>& x, const detail::conv_geometry& g) {
+  void forward_tiled(const batch<T>& x, const detail::conv_geometry& g, const conv_addends<T>& e = {}) {
     const std::size_t N = x.shape()[0], A = in_channels, B = out_channels, K = g.rows(), L = g.cols();
     const std::size_t k = kernel, HW = g.h * g.w, Hp = g.h + 2 * padding, Wp = g.w + 2 * padding;
     const bool shifted = stride == 1, in_place = shifted && k == 1 && padding == 0, out_direct = k == 1;
@@ -244,7 +271,8 @@ private:
     const std::size_t n_pad = dense ? detail::pad_rows_size(A, g.h, g.w, 1) : shifted && !in_place ? A * Hp * Wp + k : 0;
     const std::size_t n_grid = shifted && !out_direct && !dense ? B * grid : 0, n_cols = shifted ? 0 : K * L;
     const plan p = make_plan(N, N * B * L * K);
-    const std::size_t per = n_pad + n_grid + n_cols;
+    const std::size_t n_bias = e.sample_bias ? B : 0;
+    const std::size_t per = n_pad + n_grid + n_cols + n_bias;
     T* ws = workspace(p.threads, per);
     detail::strided_offsets(B, K, off_a_);
     if (dense)
@@ -259,13 +287,21 @@ private:
 #pragma omp parallel for schedule(static) num_threads(p.threads) if (p.over_batch)
     for (std::ptrdiff_t n = 0; n < count; ++n) {
       T* w0 = ws + static_cast<std::size_t>(omp_get_thread_num()) * per;
-      T *pad = w0, *gbuf = w0 + n_pad, *cols = gbuf + n_grid;
+      T *pad = w0, *gbuf = w0 + n_pad, *cols = gbuf + n_grid, *bias_n = cols + n_cols;
       const T* xn = xp + static_cast<std::size_t>(n) * A * HW;
       T* yn = yp + static_cast<std::size_t>(n) * B * L;
       if (dense) {
+        const T* bn = bp;
+        if (e.sample_bias) {  // only forward(x, m, e) passes addends, on this path
+          const T* sb = e.sample_bias + static_cast<std::size_t>(n) * B;
+          for (std::size_t o = 0; o < B; ++o) bias_n[o] = bp[o] + sb[o];
+          bn = bias_n;
+        }
+        map_.prepare(static_cast<std::size_t>(n));
         detail::pad_rows(xn, A, g.h, g.w, 1, pad, map_.sample(static_cast<std::size_t>(n)));
         detail::tiled_gemm_taps3<T>(B, L, K, g.w, wp, off_a_.data(), pad + detail::row_pad_guard, off_b_.data(), yn,
-                                    L, bp, p.within_gemm);
+                                    L, bn, p.within_gemm,
+                                    e.residual ? e.residual->data() + static_cast<std::size_t>(n) * B * L : nullptr);
         continue;
       }
       const T* src = xn;

@@ -219,10 +219,11 @@ void tiled_gemm_impl(std::size_t M, std::size_t N, const gemm_depth& K, const T*
 /// above and below only). Lanes whose input column j + v - 1 falls outside [0, width) would read
 /// a neighbouring row; they are loaded as zero (the horizontal zero padding), so no padding
 /// columns are computed. m[v][j]: lanes of vector j of the strip valid for tap v (and < cols).
+/// `addend` (C's shape and ldc, may be C itself) is added with the bias when given.
 template <class S, std::size_t MR, std::size_t NV, bool Edge, class T>
 inline void micro_tile_taps3(std::size_t kc, const T* const* a, const T* b, const std::ptrdiff_t* boff, T* c,
                              std::size_t ldc, std::size_t rows, std::size_t cols, const T* bias,
-                             const typename S::lane_mask (*m)[NV]) {
+                             const typename S::lane_mask (*m)[NV], const T* addend) {
   constexpr std::size_t W = S::width;
   std::size_t n[NV];
   for (std::size_t j = 0; j < NV; ++j) n[j] = cols > j * W ? std::min(W, cols - j * W) : 0;
@@ -231,6 +232,18 @@ inline void micro_tile_taps3(std::size_t kc, const T* const* a, const T* b, cons
   for (std::size_t i = 0; i < MR; ++i)
 #pragma GCC unroll 4
     for (std::size_t j = 0; j < NV; ++j) acc[i][j] = (bias && i < rows) ? S::set1(bias[i]) : S::zero();
+  if (addend) {  // fixed trip counts, fully unrolled: acc must stay in registers
+#pragma GCC unroll 16
+    for (std::size_t i = 0; i < MR; ++i)
+#pragma GCC unroll 4
+      for (std::size_t j = 0; j < NV; ++j) {
+        const T* p = addend + i * ldc + j * W;
+        if constexpr (Edge)
+          acc[i][j] = S::add(acc[i][j], i < rows ? S::load(p, n[j]) : S::zero());
+        else
+          acc[i][j] = S::add(acc[i][j], i < rows ? S::load(p) : S::zero());
+      }
+  }
   for (std::size_t k = 0; k < kc; k += 3) {
 #pragma GCC unroll 3
     for (std::size_t v = 0; v < 3; ++v) {
@@ -265,7 +278,7 @@ inline void micro_tile_taps3(std::size_t kc, const T* const* a, const T* b, cons
 template <class S, std::size_t MR, std::size_t NV, bool Edge, class T>
 inline void taps3_tile(std::size_t M, std::size_t N, std::size_t K, std::size_t width, const T* A,
                        const std::ptrdiff_t* aoff, const T* B, const std::ptrdiff_t* boff, T* C, std::size_t ldc,
-                       const T* bias, std::size_t i0, std::size_t j0) {
+                       const T* bias, const T* addend, std::size_t i0, std::size_t j0) {
   constexpr std::size_t W = S::width;
   const std::size_t cols = std::min(NV * W, N - j0), rows = std::min(MR, M - i0);
   typename S::lane_mask m[3][NV];
@@ -283,13 +296,13 @@ inline void taps3_tile(std::size_t M, std::size_t N, std::size_t K, std::size_t 
   const T* a[MR];
   for (std::size_t i = 0; i < MR; ++i) a[i] = A + aoff[i0 + std::min(i, rows - 1)];
   micro_tile_taps3<S, MR, NV, Edge>(K, a, B + j0, boff, C + i0 * ldc + j0, ldc, rows, cols,
-                                    bias ? bias + i0 : nullptr, m);
+                                    bias ? bias + i0 : nullptr, m, addend ? addend + i0 * ldc + j0 : nullptr);
 }
 
 template <class T, std::size_t MR, std::size_t NV>
 void tiled_gemm_taps3_shape(std::size_t M, std::size_t N, std::size_t K, std::size_t width, const T* A,
                             const std::ptrdiff_t* aoff, const T* B, const std::ptrdiff_t* boff, T* C, std::size_t ldc,
-                            const T* bias, bool parallel) {
+                            const T* bias, const T* addend, bool parallel) {
   using S = typename lanes_for<T>::type;
   constexpr std::size_t W = S::width, NR = NV * W;
   const std::size_t strips = (N + NR - 1) / NR, tiles = (M + MR - 1) / MR;
@@ -299,24 +312,25 @@ void tiled_gemm_taps3_shape(std::size_t M, std::size_t N, std::size_t K, std::si
     const std::size_t s = static_cast<std::size_t>(w) / tiles, t = static_cast<std::size_t>(w) % tiles;
     const std::size_t j0 = s * NR, i0 = t * MR, cols = std::min(NR, N - j0);
     if (cols == NR)
-      taps3_tile<S, MR, NV, false>(M, N, K, width, A, aoff, B, boff, C, ldc, bias, i0, j0);
+      taps3_tile<S, MR, NV, false>(M, N, K, width, A, aoff, B, boff, C, ldc, bias, addend, i0, j0);
     else if (cols <= W)
-      taps3_tile<S, MR, 1, true>(M, N, K, width, A, aoff, B, boff, C, ldc, bias, i0, j0);
+      taps3_tile<S, MR, 1, true>(M, N, K, width, A, aoff, B, boff, C, ldc, bias, addend, i0, j0);
     else
-      taps3_tile<S, MR, NV, true>(M, N, K, width, A, aoff, B, boff, C, ldc, bias, i0, j0);
+      taps3_tile<S, MR, NV, true>(M, N, K, width, A, aoff, B, boff, C, ldc, bias, addend, i0, j0);
   }
 }
 
-/// C [M, N] = A B (+ bias[i] on row i) for the dense 3 x 3 convolution of micro_tile_taps3: N = H *
-/// width output positions, K a multiple of 3; tiles spread over threads as tiled_gemm. Strips of
-/// NR columns; a last strip of at most one vector runs on one-vector tiles.
+/// C [M, N] = A B (+ bias[i] on row i) (+ addend, C's shape and ldc, C itself allowed) for the
+/// dense 3 x 3 convolution of micro_tile_taps3: N = H * width output positions, K a multiple of 3;
+/// tiles spread over threads as tiled_gemm. Strips of NR columns; a last strip of at most one
+/// vector runs on one-vector tiles.
 template <class T>
 void tiled_gemm_taps3(std::size_t M, std::size_t N, std::size_t K, std::size_t width, const T* A,
                       const std::ptrdiff_t* aoff, const T* B, const std::ptrdiff_t* boff, T* C, std::size_t ldc,
-                      const T* bias, bool parallel) {
+                      const T* bias, bool parallel, const T* addend = nullptr) {
   using S = typename lanes_for<T>::type;
   if (M == 0 || N == 0) return;
-  tiled_gemm_taps3_shape<T, S::mr, S::nv>(M, N, K, width, A, aoff, B, boff, C, ldc, bias, parallel);
+  tiled_gemm_taps3_shape<T, S::mr, S::nv>(M, N, K, width, A, aoff, B, boff, C, ldc, bias, addend, parallel);
 }
 
 /// C [M, N] = A B (+ bias[i] on row i), or C += A B when `accumulate`; A's row i at A + aoff[i],

@@ -152,13 +152,22 @@ void pad_image(const T* x, std::size_t C, std::size_t H, std::size_t W, std::siz
   const std::size_t Hp = H + 2 * p, Wp = W + 2 * p;
   for (std::size_t c = 0; c < C; ++c) {
     T* d = xp + c * Hp * Wp;
+    if (!m.empty()) {
+      // the map over the whole plane at once (short rows would leave a scalar tail each), written
+      // contiguously where the padded rows start; the rows are then moved to their places, the
+      // last first (each moves to a higher address), and the zero border written around them
+      T* first = d + p * Wp + p;
+      affine_silu_row(x + c * H * W, H * W, m.scale[c], m.shift[c], first);
+      for (std::size_t i = H; i-- > 1;) std::copy_backward(first + i * W, first + (i + 1) * W, first + i * Wp + W);
+      std::fill(d, first, T(0));
+      for (std::size_t i = 0; i + 1 < H; ++i) std::fill(first + i * Wp + W, first + (i + 1) * Wp, T(0));
+      std::fill(first + (H - 1) * Wp + W, d + Hp * Wp, T(0));
+      continue;
+    }
     std::fill(d, d + p * Wp + p, T(0));
     for (std::size_t i = 0; i < H; ++i) {
       T* row = d + (p + i) * Wp + p;
-      if (m.empty())
-        copy_row(x + (c * H + i) * W, W, row);
-      else
-        affine_silu_row(x + (c * H + i) * W, W, m.scale[c], m.shift[c], row);
+      copy_row(x + (c * H + i) * W, W, row);
       if (i + 1 == H) break;
       if (p == 1) {  // plain stores: GCC turns a zeroing loop into a memset call
         row[W] = T(0);

@@ -11,6 +11,7 @@
 // GroupNorm in RefUNet is fused (channel_affine.hpp): forward_silu writes SiLU(y) without keeping
 // y, silu_map hands the map to the convolution that reads it (which then never needs SiLU(y)
 // stored either), and backward_silu recomputes y = a x + b from x and the saved a, b.
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <span>
@@ -61,7 +62,7 @@ struct group_norm {
   }
 
   const batch<T>& forward(const batch<T>& x) {
-    const channel_affine<T> m = silu_map(x);
+    const channel_affine<T> m = silu_map(x).prepared_all(shape_[0]);
     ensure_shape(y, shape_);
     apply(x, m, y, [](const T* xc, std::size_t n, T a, T b, T* out) {
 #pragma omp simd
@@ -73,16 +74,17 @@ struct group_norm {
   /// SiLU(GroupNorm(x)) (silu.hpp: x sigmoid(x)): the same values as silu.forward(forward(x)),
   /// written to act in one pass without keeping GroupNorm(x). Pairs with backward_silu.
   const batch<T>& forward_silu(const batch<T>& x) {
-    const channel_affine<T> m = silu_map(x);
+    const channel_affine<T> m = silu_map(x).prepared_all(shape_[0]);
     ensure_shape(act, shape_);
     apply(x, m, act, [](const T* xc, std::size_t n, T a, T b, T* out) { detail::affine_silu_row(xc, n, a, b, out); });
     return act;
   }
 
-  /// The statistics of x, returned as the map SiLU(GroupNorm(x)) = SiLU(a x + b) per (n, c) for
-  /// a layer that applies it as it reads x (conv2d::forward(x, map)); writes no activations.
-  /// x must stay alive and unchanged until backward_silu (the layer protocol); the map's arrays
-  /// live in this layer until its next forward. Pairs with backward_silu.
+  /// The map SiLU(GroupNorm(x)) = SiLU(a x + b) per (n, c), for a layer that applies it as it
+  /// reads x (conv2d::forward(x, map)); writes no activations. The statistics of sample n are
+  /// computed when the consumer prepares sample n (channel_affine::prepare), while x[n] is in its
+  /// cache. x must stay alive and unchanged until backward_silu (the layer protocol); the map's
+  /// arrays live in this layer until its next forward. Pairs with backward_silu.
   channel_affine<T> silu_map(const batch<T>& x) {
     check_bound();
     const shape4 s = shape_of(x);
@@ -90,36 +92,42 @@ struct group_norm {
                     channels);
     shape_ = s;
     x_ = &x;
-    const std::size_t N = s[0], G = groups, cpg = channels / groups, HW = s[2] * s[3], M = cpg * HW;
-    double* mean = detail::reserve(mean_, N * G);
-    double* rstd = detail::reserve(rstd_, N * G);
-    T* scale = detail::reserve(scale_, N * channels);
-    T* shift = detail::reserve(shift_, N * channels);
-    const T *xp = x.data(), *gamma = weight.data(), *beta = bias.data();
-    const auto count = static_cast<std::ptrdiff_t>(N * G);
-#pragma omp parallel for schedule(static) num_threads(detail::layer_threads()) if (count > 1 && x.size() > detail::parallel_threshold)
-    for (std::ptrdiff_t ng = 0; ng < count; ++ng) {
-      const std::size_t n = static_cast<std::size_t>(ng) / G, g = static_cast<std::size_t>(ng) % G;
-      const T* xg = xp + (n * channels + g * cpg) * HW;
-      double s1 = 0;
-#pragma omp simd reduction(+ : s1)
-      for (std::size_t i = 0; i < M; ++i) s1 += static_cast<double>(xg[i]);
-      const double mu = s1 / static_cast<double>(M);
-      double s2 = 0;
-#pragma omp simd reduction(+ : s2)
+    detail::reserve(mean_, s[0] * groups);
+    detail::reserve(rstd_, s[0] * groups);
+    T* scale = detail::reserve(scale_, s[0] * channels);
+    T* shift = detail::reserve(shift_, s[0] * channels);
+    return {scale, shift, channels, &group_norm::fill_sample, this};
+  }
+
+private:
+  static void fill_sample(void* self, std::size_t n) { static_cast<group_norm*>(self)->sample_statistics(n); }
+
+  /// mean, rstd of sample n's groups and the map's a, b for its channels.
+  void sample_statistics(std::size_t n) {
+    const std::size_t G = groups, cpg = channels / groups, HW = shape_[2] * shape_[3], M = cpg * HW;
+    const T *gamma = weight.data(), *beta = bias.data();
+    for (std::size_t g = 0; g < G; ++g) {
+      const T* xg = x_->data() + (n * channels + g * cpg) * HW;
+      // one pass over x: sum x and sum x^2 in double are exact enough that var = E[x^2] - mu^2
+      // loses only a relative 1e-16 mu^2 / var (float data has 24 bits; double 53)
+      double s1 = 0, s2 = 0;
+#pragma omp simd reduction(+ : s1, s2)
       for (std::size_t i = 0; i < M; ++i) {
-        const double d = static_cast<double>(xg[i]) - mu;
-        s2 += d * d;
+        const double v = static_cast<double>(xg[i]);
+        s1 += v;
+        s2 += v * v;
       }
-      const double r = 1.0 / std::sqrt(s2 / static_cast<double>(M) + eps);
-      mean[ng] = mu, rstd[ng] = r;
+      const double mu = s1 / static_cast<double>(M);
+      const double var = std::max(0.0, s2 / static_cast<double>(M) - mu * mu);
+      const double r = 1.0 / std::sqrt(var + eps);
+      mean_[n * G + g] = mu, rstd_[n * G + g] = r;
       for (std::size_t c = 0; c < cpg; ++c) {
         const std::size_t ch = g * cpg + c;
-        scale[n * channels + ch] = static_cast<T>(r * static_cast<double>(gamma[ch]));
-        shift[n * channels + ch] = static_cast<T>(static_cast<double>(beta[ch]) - mu * r * static_cast<double>(gamma[ch]));
+        scale_[n * channels + ch] = static_cast<T>(r * static_cast<double>(gamma[ch]));
+        shift_[n * channels + ch] =
+            static_cast<T>(static_cast<double>(beta[ch]) - mu * r * static_cast<double>(gamma[ch]));
       }
     }
-    return {scale, shift, channels};
   }
 
 private:

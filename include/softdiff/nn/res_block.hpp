@@ -8,9 +8,10 @@
 // broadcast add sends sum_{hw} dh[n, o] to the temb projection (whose input gradient is
 // ADDED into the caller's dtemb: every block shares one temb); dh flows on through
 // conv1 ... norm1; the skip (identity or 1x1 conv) adds its gradient of dout to dx.
-// The temb add and the residual add are done in place on conv1.y and conv2.y. Each
-// SiLU(GN(.)) is applied by the convolution after it as it reads its input (group_norm::silu_map,
-// conv2d::forward(x, map)) and runs backward as one pass (group_norm::backward_silu).
+// conv1 adds the temb projection with its bias (a per-sample bias), conv2 the residual as it
+// stores its output (conv2d::forward(x, map, addends)). Each SiLU(GN(.)) is applied by the convolution after it as it reads its
+// input (group_norm::silu_map, conv2d::forward(x, map)) and runs backward as one pass
+// (group_norm::backward_silu).
 #include <cstddef>
 #include <string>
 #include <string_view>
@@ -68,13 +69,10 @@ struct res_block {
     SOFTDIFF_REQUIRE(temb.shape()[0] == s[0] && temb.shape()[1] == temb_channels, "res_block: temb [",
                     temb.shape()[0], ", ", temb.shape()[1], "] does not match batch ", s[0], " and ",
                     temb_channels, " embedding channels");
-    conv1.forward(x, norm1.silu_map(x));
     const matrix<T>& tp = temb_proj.forward(temb_act.forward(temb));
-    add_per_channel(conv1.y, tp.data());
-    conv2.forward(conv1.y, norm2.silu_map(conv1.y));
+    conv1.forward(x, norm1.silu_map(x), {.sample_bias = tp.data()});
     const batch<T>& res = has_skip() ? skip.forward(x) : x;
-    add_into(conv2.y, res);
-    return conv2.y;
+    return conv2.forward(conv1.y, norm2.silu_map(conv1.y), {.residual = &res});
   }
 
   /// Adds every parameter gradient and dL/dtemb (into `dtemb`, [N, temb_channels]); returns dL/dx
@@ -106,19 +104,6 @@ struct res_block {
   }
 
 private:
-  /// y[n, c, :, :] += v[n * C + c]
-  static void add_per_channel(batch<T>& y, const T* v) {
-    const std::size_t planes = y.shape()[0] * y.shape()[1], HW = y.shape()[2] * y.shape()[3];
-    T* yp = y.data();
-    const auto count = static_cast<std::ptrdiff_t>(planes);
-#pragma omp parallel for schedule(static) num_threads(detail::layer_threads()) if (count * HW > detail::parallel_threshold)
-    for (std::ptrdiff_t p = 0; p < count; ++p) {
-      T* r = yp + static_cast<std::size_t>(p) * HW;
-      const T add = v[p];
-#pragma omp simd
-      for (std::size_t i = 0; i < HW; ++i) r[i] += add;
-    }
-  }
   static void add_into(batch<T>& y, const batch<T>& x) {
     T* yp = y.data();
     const T* xp = x.data();
