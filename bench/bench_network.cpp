@@ -102,12 +102,20 @@ void BM_refunet_train_step(benchmark::State& state) {
 /// Sampling throughput: network evaluations per second (images through predict per second) for
 /// the main job's network (base 16, docs/guide.md) at the batch sizes the tool samples with:
 /// `softdiff sample` and `softdiff eval` draw in chunks of --chunk (250 by default), and 64 is
-/// sample's default --count. Arguments: base channels, batch.
+/// sample's default --count. Arguments: base channels, batch, bf16 (1: the 3 x 3 convolutions in
+/// bf16 on AMX, `softdiff sample --precision bf16`; reported as an error where AMX is missing).
 void BM_refunet_sampling_nfe(benchmark::State& state) {
   nn::refunet_config cfg;
   cfg.base_channels = static_cast<std::size_t>(state.range(0));
   const auto n = static_cast<std::size_t>(state.range(1));
   nn::refunet<float> net(cfg, 2024);
+  if (state.range(2) != 0) {
+    if (!nn::amx_status().usable) {
+      state.SkipWithError(("bf16 needs AMX: " + nn::amx_status().missing).c_str());
+      return;
+    }
+    net.set_precision(nn::precision::bf16);
+  }
   batch<float> x{shape4{n, 1, kSize, kSize}}, phi;
   noise_source{7, 1}.fill(x);
   std::vector<double> t(n);
@@ -148,9 +156,11 @@ BENCHMARK(BM_refunet_train_step)
     ->ComputeStatistics("min", best);
 
 BENCHMARK(BM_refunet_sampling_nfe)
-    ->ArgNames({"base", "batch"})
-    ->Args({16, 64})
-    ->Args({16, 250})
+    ->ArgNames({"base", "batch", "bf16"})
+    ->Args({16, 64, 0})
+    ->Args({16, 250, 0})
+    ->Args({16, 64, 1})
+    ->Args({16, 250, 1})
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime()
     ->MeasureProcessCPUTime()

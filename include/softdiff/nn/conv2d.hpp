@@ -37,6 +37,7 @@
 
 #include "softdiff/backend/cpu.hpp"
 #include "softdiff/nn/channel_affine.hpp"
+#include "softdiff/nn/conv_bf16.hpp"
 #include "softdiff/nn/conv_kernels.hpp"
 #include "softdiff/nn/conv_lowering.hpp"
 #include "softdiff/nn/layer_support.hpp"
@@ -64,6 +65,12 @@ struct conv2d {
 
   std::size_t in_channels = 0, out_channels = 0, kernel = 1, stride = 1, padding = 0;
   conv_algorithm algorithm = conv_algorithm::automatic;
+  /// bf16: the dense 3 x 3 forward of float data with 16k input and output channels runs in
+  /// bfloat16 tiles (conv_bf16.hpp) on `engine`; other shapes stay float32. Inference only:
+  /// backward refuses a forward that ran in bf16. Set through set_precision (which checks the
+  /// engine can run here).
+  precision arithmetic = precision::float32;
+  bf16_engine engine = bf16_engine::amx;
   std::span<T> weight, bias;    // [out, in, k, k], [out]: views into the network's parameters
   std::span<T> dweight, dbias;  // the matching views into its gradients (backward adds into them)
   parameter_slot weight_slot, bias_slot;
@@ -105,6 +112,18 @@ struct conv2d {
             (in[3] + 2 * padding - kernel) / stride + 1};
   }
 
+  /// Sets `arithmetic` and `engine`; bf16 on AMX throws here, naming the missing feature, when
+  /// this processor or kernel cannot run it.
+  void set_precision(precision p, bf16_engine e = bf16_engine::amx) {
+    if (p == precision::bf16) require_bf16_engine(e);
+    arithmetic = p, engine = e;
+  }
+  /// Whether a forward of this layer runs in bf16 tiles.
+  [[nodiscard]] bool runs_bf16() const {
+    return std::is_same_v<T, float> && arithmetic == precision::bf16 && resolved_algorithm() == conv_algorithm::tiled &&
+           dense_taps3() && detail::bf16_conv_applies(in_channels, out_channels);
+  }
+
   /// The algorithm `automatic` resolves to for this scalar type.
   [[nodiscard]] conv_algorithm resolved_algorithm() const {
     if (algorithm != conv_algorithm::automatic) return algorithm;
@@ -116,6 +135,7 @@ struct conv2d {
     ensure_shape(y, output_shape(shape_of(x)));
     x_ = &x;
     map_ = {};
+    forward_was_bf16_ = false;
     const detail::conv_geometry g = geometry(shape_of(x));
     if (resolved_algorithm() == conv_algorithm::tiled)
       forward_tiled(x, g);
@@ -178,6 +198,8 @@ struct conv2d {
   const batch<T>& backward(const batch<T>& dy, bool need_dx = true) {
     check_bound();
     SOFTDIFF_REQUIRE(x_ != nullptr, "conv2d::backward: called before forward");
+    SOFTDIFF_REQUIRE(!forward_was_bf16_, "conv2d::backward: the forward pass ran in bf16, an inference precision; "
+                    "train in float32");
     SOFTDIFF_REQUIRE(shape_of(dy) == shape_of(y), "conv2d::backward: dy ", to_string(shape_of(dy)),
                     " does not match the forward output ", to_string(shape_of(y)));
     if (need_dx) ensure_shape(dx, shape_of(*x_));
@@ -267,6 +289,10 @@ private:
     const std::size_t k = kernel, HW = g.h * g.w, Hp = g.h + 2 * padding, Wp = g.w + 2 * padding;
     const bool shifted = stride == 1, in_place = shifted && k == 1 && padding == 0, out_direct = k == 1;
     const bool dense = dense_taps3();
+    forward_was_bf16_ = runs_bf16();
+    if constexpr (std::is_same_v<T, float>) {
+      if (forward_was_bf16_) return forward_bf16(x, g, e);
+    }
     const std::size_t grid = shifted && !dense ? g.oh * Wp : L;  // GEMM columns
     const std::size_t n_pad = dense ? detail::pad_rows_size(A, g.h, g.w, 1) : shifted && !in_place ? A * Hp * Wp + k : 0;
     const std::size_t n_grid = shifted && !out_direct && !dense ? B * grid : 0, n_cols = shifted ? 0 : K * L;
@@ -316,6 +342,41 @@ private:
       T* out = (shifted && !out_direct) ? gbuf : yn;
       detail::tiled_gemm<T>(false, B, grid, K, wp, off_a_.data(), src, off_b_.data(), out, grid, bp, p.within_gemm);
       if (out != yn) detail::crop_columns(gbuf, B, g.oh, Wp, g.ow, yn);
+    }
+  }
+
+  /// The dense 3 x 3 forward in bf16 tiles (conv_bf16.hpp), samples over threads.
+  void forward_bf16(const batch<T>& x, const detail::conv_geometry& g, const conv_addends<T>& e) {
+    const std::size_t N = x.shape()[0], A = in_channels, B = out_channels, HW = g.h * g.w;
+    const detail::bf16_conv_plan bp(A, B, g.h, g.w);
+    const plan p = make_plan(N, N * B * HW * A * 9);
+    std::uint16_t* wp = detail::reserve(wbf16_, bp.packed_weights());
+    detail::pack_bf16_weights(weight.data(), bp, wp);
+    const std::size_t per = bp.grid_output() + bp.row_scratch() + B;
+    T* ws = workspace(p.threads, per);
+    std::uint32_t* qs = detail::reserve(qbf16_, static_cast<std::size_t>(p.threads) * bp.packed_input());
+    const T *xp = x.data(), *bias_p = bias.data();
+    T* yp = y.data();
+    [[maybe_unused]] const bool amx = engine == bf16_engine::amx;
+    const auto count = static_cast<std::ptrdiff_t>(N);
+#pragma omp parallel for schedule(static) num_threads(p.threads) if (p.over_batch)
+    for (std::ptrdiff_t n = 0; n < count; ++n) {
+      const auto t = static_cast<std::size_t>(omp_get_thread_num());
+      T *gbuf = ws + t * per, *rows = gbuf + bp.grid_output(), *bn = rows + bp.row_scratch();
+      const auto ns = static_cast<std::size_t>(n);
+      for (std::size_t o = 0; o < B; ++o) bn[o] = bias_p[o] + (e.sample_bias ? e.sample_bias[ns * B + o] : T(0));
+      map_.prepare(ns);
+      const T* res = e.residual ? e.residual->data() + ns * B * HW : nullptr;
+      const T* xn = xp + ns * A * HW;
+      T* yn = yp + ns * B * HW;
+      std::uint32_t* q = qs + t * bp.packed_input();
+#if SOFTDIFF_AMX_CODE
+      if (amx) {
+        detail::conv3x3_bf16_sample<detail::amx_tiles>(bp, wp, xn, map_.sample(ns), bn, res, yn, q, gbuf, rows);
+        continue;
+      }
+#endif
+      detail::conv3x3_bf16_sample<detail::emulated_tiles>(bp, wp, xn, map_.sample(ns), bn, res, yn, q, gbuf, rows);
     }
   }
 
@@ -532,6 +593,9 @@ private:
   channel_affine<T> map_;  // applied to *x_ (dense 3 x 3 path only; else empty)
   batch<T> mapped_;        // m(x) of forward(x, m) on the other paths
   std::vector<T> work_, partial_, wflip_;
+  std::vector<std::uint16_t> wbf16_;  // packed bf16 weights (forward_bf16)
+  std::vector<std::uint32_t> qbf16_;  // packed bf16 inputs, one per thread (forward_bf16)
+  bool forward_was_bf16_ = false;
   std::vector<std::ptrdiff_t> off_a_, off_b_, off_c_, off_d_;
 };
 

@@ -218,6 +218,18 @@ struct refunet_state {
   }
 
   /// Runs the network on `input` with times t (one per sample of input); returns conv_out.y.
+  /// f(conv) for every convolution of this replica.
+  template <class F>
+  void for_each_conv(F f) {
+    f(conv_in), f(conv_out);
+    const auto blocks = [&](std::vector<res_block<T>>& v) {
+      for (auto& b : v) f(b.conv1), f(b.conv2), f(b.skip);
+    };
+    for (auto& level : down) blocks(level.res), f(level.down);
+    for (auto& level : up) blocks(level.res), f(level.up);
+    f(mid0.conv1), f(mid0.conv2), f(mid0.skip), f(mid1.conv1), f(mid1.conv2), f(mid1.skip);
+  }
+
   const batch<T>& run_forward(std::span<const double> t) {
     const matrix<T>& te = temb.forward(t);
     const batch<T>* h = &conv_in.forward(input);
@@ -331,8 +343,10 @@ public:
   }
 
   /// A copy owns new buffers with the same configuration, parameters and gradients.
-  refunet(const refunet& other) : max_replicas_(other.max_replicas_) {
+  refunet(const refunet& other)
+      : max_replicas_(other.max_replicas_), precision_(other.precision_), engine_(other.engine_) {
     r_.push_back(std::make_unique<detail::refunet_state<T>>(other.config()));
+    apply_precision(*r_[0]);
     std::ranges::copy(other.parameters(), r_[0]->store.parameters().begin());
     std::ranges::copy(other.gradients(), r_[0]->store.gradients().begin());
   }
@@ -386,6 +400,9 @@ public:
   void backward(const batch<T>& dphi, bool need_input_grad = false) {
     using ::softdiff::detail::concat;
     if (!forwarded_) throw error("refunet::backward: called before forward");
+    if (precision_ != precision::float32)
+      throw error(concat("refunet::backward: the network runs in ", precision_name(precision_),
+                         ", an inference precision (set_precision); training needs float32"));
     if (shape_of(dphi) != out_shape_)
       throw error(concat("refunet::backward: dphi ", to_string(shape_of(dphi)),
                          " does not match the last forward's output ", to_string(out_shape_)));
@@ -453,6 +470,17 @@ public:
   /// Replicas the last forward used.
   [[nodiscard]] std::size_t replicas_in_use() const { return active_; }
 
+  /// The arithmetic of the 3 x 3 convolutions (precision.hpp): float32 (the default), or bf16
+  /// for inference (predict) on `engine`; layers bf16 does not apply to (fewer than 16 or not a
+  /// multiple of 16 channels, strided, 1 x 1) stay float32. bf16 on AMX throws here, naming the
+  /// missing CPU feature, where it cannot run; backward refuses a bf16 network.
+  void set_precision(precision p, bf16_engine e = bf16_engine::amx) {
+    if (p == precision::bf16) require_bf16_engine(e);
+    precision_ = p, engine_ = e;
+    for (auto& r : r_) apply_precision(*r);
+  }
+  [[nodiscard]] precision arithmetic() const { return precision_; }
+
   /// Replica 0's layers, for tests and benchmarks that look inside (e.g. buffer addresses).
   [[nodiscard]] const detail::refunet_state<T>& internals() const { return *r_[0]; }
 
@@ -460,11 +488,18 @@ private:
   /// Chooses the replicas and their sample ranges for a batch of n (builds missing replicas).
   void plan(std::size_t n) {
     const std::size_t R = std::max<std::size_t>(1, std::min(n, max_replicas_ > 0 ? max_replicas_ : default_replicas));
-    while (r_.size() < R) r_.push_back(std::make_unique<detail::refunet_state<T>>(config()));
+    while (r_.size() < R) {
+      r_.push_back(std::make_unique<detail::refunet_state<T>>(config()));
+      apply_precision(*r_.back());
+    }
     split_.resize(R + 1);
     grads_.resize(R);
     for (std::size_t r = 0; r <= R; ++r) split_[r] = detail::segment_begin(n, R, r);
     active_ = R;
+  }
+
+  void apply_precision(detail::refunet_state<T>& state) const {
+    state.for_each_conv([&](conv2d<T>& c) { c.arithmetic = precision_, c.engine = engine_; });
   }
 
   /// Threads that run the active replicas.
@@ -494,6 +529,8 @@ private:
   std::vector<T*> grads_;                                     // the replicas' gradient buffers
   std::size_t active_ = 1, max_replicas_ = 0;
   bool sum_replicas_ = true;
+  precision precision_ = precision::float32;
+  bf16_engine engine_ = bf16_engine::amx;
   shape4 out_shape_{};
   batch<T> input_grad_;  // dL/dx gathered from the replicas
   bool forwarded_ = false, has_input_grad_ = false;

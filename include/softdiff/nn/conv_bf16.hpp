@@ -1,0 +1,177 @@
+#pragma once
+// The dense 3 x 3 convolution (stride 1, padding 1) of one sample in bfloat16 on tiles
+// (tile_engines.hpp), for inference (precision.hpp):
+//   y[o, i, j] = bias[o] + sum_{c, u, v} bf16(W[o, c, u, v]) bf16(m(x)[c, i + u - 1, j + v - 1])
+// with products exact and sums in float32. As a GEMM per tap (u, v): output channels are the
+// rows (A: 16 channels x kc input channels of the weights), output positions the columns.
+// Positions run over the padded-width grid l = i Wp + j (Wp = W + 2; the columns j >= W are
+// computed and cropped), so that tap (u, v) reads the zero-padded input at l + u Wp + v: a B
+// tile is 16 consecutive positions of kc/2 channel-pair planes, the packed input storing each
+// position's two channels side by side (the VNNI layout TDPBF16PS reads). Each
+// step computes 32 output channels x 32 positions as four 16 x 16 C tiles (two output blocks, two
+// position blocks; a last single output block as two).
+// Applies to C and B multiples of 16; other layers stay float32 (conv2d decides).
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
+#include "softdiff/nn/channel_affine.hpp"
+#include "softdiff/nn/precision.hpp"
+#include "softdiff/nn/tile_engines.hpp"
+
+namespace softdiff::nn::detail {
+
+/// Whether a 3 x 3 convolution of in -> out channels can run in bf16 tiles.
+[[nodiscard]] inline bool bf16_conv_applies(std::size_t in, std::size_t out) {
+  return in % 16 == 0 && out % 16 == 0 && in > 0 && out > 0;
+}
+
+/// Sizes of one sample's bf16 convolution.
+struct bf16_conv_plan {
+  std::size_t C, B, H, W, Wp, kc, nkc, nob, grid, grid_pad, plane;
+  bf16_conv_plan(std::size_t in, std::size_t out, std::size_t h, std::size_t w)
+      : C(in), B(out), H(h), W(w), Wp(w + 2), kc(in % 32 == 0 ? 32 : 16), nkc(in / kc), nob(out / 16),
+        grid(h * (w + 2)), grid_pad((grid + 31) / 32 * 32),
+        plane((grid_pad + 2 * (w + 2) + 2 + 15) / 16 * 16) {}  // the farthest tap read stays inside
+  [[nodiscard]] std::size_t packed_input() const { return C / 2 * plane; }  // 32-bit pairs
+  [[nodiscard]] std::size_t grid_output() const { return B * grid_pad; }    // floats
+  [[nodiscard]] std::size_t packed_weights() const { return 9 * B * C; }    // bf16
+  [[nodiscard]] std::size_t row_scratch() const { return 2 * H * W; }       // floats: two mapped planes
+};
+
+/// wp[((tap nob + ob) nkc + kci) 16 kc + r kc + k] = bf16(W[16 ob + r, kc kci + k, u, v]), tap = 3u + v:
+/// the A tile of (tap, output block, K step), 16 rows of kc values.
+inline void pack_bf16_weights(const float* w, const bf16_conv_plan& p, std::uint16_t* wp) {
+  for (std::size_t tap = 0; tap < 9; ++tap)
+    for (std::size_t ob = 0; ob < p.nob; ++ob)
+      for (std::size_t kci = 0; kci < p.nkc; ++kci) {
+        std::uint16_t* t = wp + ((tap * p.nob + ob) * p.nkc + kci) * 16 * p.kc;
+        for (std::size_t r = 0; r < 16; ++r)
+          for (std::size_t k = 0; k < p.kc; ++k)
+            t[r * p.kc + k] = to_bf16(w[((16 * ob + r) * p.C + p.kc * kci + k) * 9 + tap]);
+      }
+}
+
+/// d[j] = bf16(r0[j]) | bf16(r1[j]) << 16 for j < n (rounded to nearest even; NaN stays NaN).
+inline void pack_bf16_pairs(const float* r0, const float* r1, std::size_t n, std::uint32_t* d) {
+  std::size_t j = 0;
+#if defined(__AVX512F__)
+  const __m512i half = _mm512_set1_epi32(0x7fff), one = _mm512_set1_epi32(1), abs = _mm512_set1_epi32(0x7fffffff);
+  const __m512i inf = _mm512_set1_epi32(0x7f800000), quiet = _mm512_set1_epi32(0x40);
+  const auto round = [&](__m512i u) {  // the upper 16 bits of the result are the bf16 value
+    const __m512i r = _mm512_add_epi32(_mm512_add_epi32(u, half), _mm512_and_si512(_mm512_srli_epi32(u, 16), one));
+    const __mmask16 nan = _mm512_cmpgt_epi32_mask(_mm512_and_si512(u, abs), inf);
+    return _mm512_mask_blend_epi32(nan, r, _mm512_or_si512(u, _mm512_slli_epi32(quiet, 16)));
+  };
+  for (; j < n; j += 16) {
+    const auto m = static_cast<__mmask16>(n - j >= 16 ? 0xffffu : (1u << (n - j)) - 1u);
+    const __m512i lo = _mm512_srli_epi32(round(_mm512_castps_si512(_mm512_maskz_loadu_ps(m, r0 + j))), 16);
+    const __m512i hi = _mm512_and_si512(round(_mm512_castps_si512(_mm512_maskz_loadu_ps(m, r1 + j))),
+                                        _mm512_set1_epi32(static_cast<int>(0xffff0000u)));
+    _mm512_mask_storeu_epi32(d + j, m, _mm512_or_si512(lo, hi));
+  }
+#endif
+  for (; j < n; ++j)
+    d[j] = static_cast<std::uint32_t>(to_bf16(r0[j])) | (static_cast<std::uint32_t>(to_bf16(r1[j])) << 16);
+}
+
+/// q: plane c/2 holds at position (i + 1) Wp + j + 1 the pair bf16(m(x)[c, i, j]) (low half) and
+/// bf16(m(x)[c + 1, i, j]) (high half); zero elsewhere. m is one sample's map (or empty);
+/// `planes` is scratch for two mapped channels (row_scratch).
+inline void pack_bf16_input(const float* x, const channel_affine<float>& m, const bf16_conv_plan& p,
+                            std::uint32_t* q, float* planes) {
+  const std::size_t H = p.H, W = p.W, Wp = p.Wp, HW = H * W;
+  for (std::size_t c = 0; c < p.C; c += 2) {
+    const float *x0 = x + c * HW, *x1 = x0 + HW;
+    if (!m.empty()) {  // whole planes at once: rows of W would leave a scalar tail each
+      affine_silu_row(x0, HW, m.scale[c], m.shift[c], planes);
+      affine_silu_row(x1, HW, m.scale[c + 1], m.shift[c + 1], planes + HW);
+      x0 = planes, x1 = planes + HW;
+    }
+    std::uint32_t* plane = q + c / 2 * p.plane;
+    std::fill(plane, plane + Wp + 1, 0u);  // the top padding row and the first left padding
+    for (std::size_t i = 0; i < H; ++i) {
+      std::uint32_t* d = plane + (i + 1) * Wp + 1;
+      pack_bf16_pairs(x0 + i * W, x1 + i * W, W, d);
+      d[W] = 0u;      // right padding of this row
+      d[W + 1] = 0u;  // left padding of the next (or the bottom row)
+    }
+    std::fill(plane + (H + 1) * Wp + 1, plane + p.plane, 0u);  // the bottom row and the slack
+  }
+}
+
+/// Output blocks ob0 .. ob0 + MO - 1 (MO = 1 or 2) over every 32 positions of the grid: g[o, l].
+template <class E, int MO>
+SOFTDIFF_AMX_TARGET void bf16_tile_rows(const bf16_conv_plan& p, const std::uint16_t* wp, const std::uint32_t* q,
+                                        float* g, std::size_t ob0) {
+  const std::size_t b_stride = p.plane * 4, a_stride = p.kc * 2, a_tile = 16 * p.kc, g_stride = p.grid_pad * 4;
+  for (std::size_t l0 = 0; l0 < p.grid_pad; l0 += 32) {
+    E::template zero<0>();
+    E::template zero<1>();
+    if constexpr (MO == 2) {
+      E::template zero<2>();
+      E::template zero<3>();
+    }
+    for (std::size_t u = 0; u < 3; ++u)
+      for (std::size_t v = 0; v < 3; ++v) {
+        const std::size_t tap = 3 * u + v, shift = u * p.Wp + v;
+        for (std::size_t kci = 0; kci < p.nkc; ++kci) {
+          const std::uint32_t* bq = q + kci * (p.kc / 2) * p.plane + l0 + shift;
+          const std::uint16_t* a = wp + ((tap * p.nob + ob0) * p.nkc + kci) * a_tile;
+          E::template load_b<0>(bq, b_stride);
+          E::template load_b<1>(bq + 16, b_stride);
+          E::template load_a<0>(a, a_stride);
+          E::template dp<0, 0, 0>();
+          E::template dp<1, 0, 1>();
+          if constexpr (MO == 2) {
+            E::template load_a<1>(a + p.nkc * a_tile, a_stride);
+            E::template dp<2, 1, 0>();
+            E::template dp<3, 1, 1>();
+          }
+        }
+      }
+    float* g0 = g + ob0 * 16 * p.grid_pad + l0;
+    E::template store<0>(g0, g_stride);
+    E::template store<1>(g0 + 16, g_stride);
+    if constexpr (MO == 2) {
+      E::template store<2>(g0 + 16 * p.grid_pad, g_stride);
+      E::template store<3>(g0 + 16 * p.grid_pad + 16, g_stride);
+    }
+  }
+}
+
+/// One sample: y [B, H, W] = conv(m(x)) + bias (+ residual [B, H, W] when given). Workspaces:
+/// q (packed_input), g (grid_output), rows (row_scratch); wp from pack_bf16_weights.
+template <class E>
+void conv3x3_bf16_sample(const bf16_conv_plan& p, const std::uint16_t* wp, const float* x,
+                         const channel_affine<float>& m, const float* bias, const float* residual, float* y,
+                         std::uint32_t* q, float* g, float* rows) {
+  pack_bf16_input(x, m, p, q, rows);
+  E::configure(static_cast<int>(p.kc));
+  std::size_t ob = 0;
+  for (; ob + 2 <= p.nob; ob += 2) bf16_tile_rows<E, 2>(p, wp, q, g, ob);
+  if (ob < p.nob) bf16_tile_rows<E, 1>(p, wp, q, g, ob);
+  E::release();
+  const std::size_t H = p.H, W = p.W;
+  for (std::size_t o = 0; o < p.B; ++o)
+    for (std::size_t i = 0; i < H; ++i) {
+      const float* gr = g + o * p.grid_pad + i * p.Wp;
+      float* yr = y + (o * H + i) * W;
+      const float b = bias[o];
+      if (residual) {
+        const float* rr = residual + (o * H + i) * W;
+#pragma omp simd
+        for (std::size_t j = 0; j < W; ++j) yr[j] = gr[j] + b + rr[j];
+      } else {
+#pragma omp simd
+        for (std::size_t j = 0; j < W; ++j) yr[j] = gr[j] + b;
+      }
+    }
+}
+
+}  // namespace softdiff::nn::detail

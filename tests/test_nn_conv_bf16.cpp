@@ -1,0 +1,185 @@
+// bf16 inference for the dense 3 x 3 convolutions (nn/conv_bf16.hpp, nn/tile_engines.hpp):
+//  - the tile program on the emulated engine equals a float64 convolution of the bf16-rounded
+//    inputs and weights (products exact, sums float32), with the GroupNorm + SiLU map, a
+//    per-sample bias and a residual; K steps of 16 and 32 channels, one and two output blocks,
+//    a grid that is not a multiple of 32 positions;
+//  - on a processor with AMX, the AMX engine equals the emulated one; on one without, asking
+//    for it is refused naming the missing feature (both are asserted, whichever runs here);
+//  - RefUNet in bf16 stays close to float32, never trains, and says so.
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <cstddef>
+#include <vector>
+
+#include "softdiff/nn/conv2d.hpp"
+#include "softdiff/nn/group_norm.hpp"
+#include "softdiff/nn/refunet.hpp"
+#include "support/grad_check.hpp"
+
+using namespace softdiff;
+using softdiff::testing::random_tensor;
+
+namespace {
+
+float bf16_round(float v) { return nn::detail::from_bf16(nn::detail::to_bf16(v)); }
+
+struct bf16_fixture {
+  nn::parameter_store<float> store;
+  nn::group_norm<float> gn;
+  nn::conv2d<float> conv;
+  bf16_fixture(std::size_t a, std::size_t b) : gn(4, a), conv(a, b, 3) {
+    gn.declare(store, "gn");
+    conv.declare(store, "conv");
+    store.allocate();
+    gn.bind(store);
+    conv.bind(store);
+    conv.init(noise_source{17, 1});
+    for (std::size_t i = 0; i < a; ++i) gn.weight[i] = 0.8f + 0.02f * float(i), gn.bias[i] = 0.05f * float(i % 7) - 0.1f;
+  }
+};
+
+/// float64 convolution of bf16(SiLU(a x + b)) with bf16(W), + bias + sample bias + residual.
+std::vector<double> reference(const bf16_fixture& f, const batch<float>& x, const nn::channel_affine<float>& m,
+                              const batch<float>& sample_bias, const batch<float>& residual) {
+  const std::size_t N = x.shape()[0], A = x.shape()[1], H = x.shape()[2], W = x.shape()[3], B = f.conv.out_channels;
+  std::vector<double> in(x.size()), out(N * B * H * W);
+  for (std::size_t p = 0; p < N * A; ++p)
+    for (std::size_t i = 0; i < H * W; ++i) {
+      const float v = nn::detail::affine(x.data()[p * H * W + i], m.scale[p], m.shift[p]);
+      in[p * H * W + i] = bf16_round(v * nn::detail::sigmoid(v));
+    }
+  for (std::size_t n = 0; n < N; ++n)
+    for (std::size_t o = 0; o < B; ++o)
+      for (std::size_t i = 0; i < H; ++i)
+        for (std::size_t j = 0; j < W; ++j) {
+          double s = double(f.conv.bias[o]) + double(sample_bias.data()[n * B + o]);
+          for (std::size_t c = 0; c < A; ++c)
+            for (std::size_t u = 0; u < 3; ++u)
+              for (std::size_t v = 0; v < 3; ++v) {
+                const long ii = long(i + u) - 1, jj = long(j + v) - 1;
+                if (ii < 0 || jj < 0 || ii >= long(H) || jj >= long(W)) continue;
+                s += double(bf16_round(f.conv.weight[((o * A + c) * 3 + u) * 3 + v])) *
+                     in[((n * A + c) * H + std::size_t(ii)) * W + std::size_t(jj)];
+              }
+          const std::size_t k = ((n * B + o) * H + i) * W + j;
+          out[k] = s + double(residual.data()[k]);
+        }
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("amx_verdict names what is missing", "[nn][bf16]") {
+  CHECK(nn::detail::amx_verdict(true, true, true).usable);
+  const auto no_bf16 = nn::detail::amx_verdict(true, false, true);
+  CHECK_FALSE(no_bf16.usable);
+  CHECK_THAT(no_bf16.missing, Catch::Contains("amx_bf16") && !Catch::Contains("amx_tile"));
+  const auto none = nn::detail::amx_verdict(false, false, true);
+  CHECK_THAT(none.missing, Catch::Contains("amx_tile and amx_bf16"));
+  CHECK_THAT(nn::detail::amx_verdict(true, true, false).missing, Catch::Contains("ARCH_REQ_XCOMP_PERM"));
+  CHECK(nn::parse_precision("bf16") == nn::precision::bf16);
+  CHECK(nn::parse_precision("float32") == nn::precision::float32);
+  CHECK_THROWS_WITH(nn::parse_precision("fp16"), Catch::Contains("fp16") && Catch::Contains("bf16"));
+}
+
+TEST_CASE("bf16 3x3 convolution equals float64 on bf16-rounded operands", "[nn][bf16]") {
+  struct bf16_case {
+    std::size_t a, b, n, h, w;
+  };
+  const bf16_case cases[] = {
+      {16, 16, 2, 7, 7},    // K steps of 16, one output block, a 63-position grid
+      {32, 48, 2, 5, 9},    // K steps of 32; output blocks as a pair and a single
+      {48, 32, 1, 14, 14},  // three K steps of 16
+      {16, 32, 3, 28, 28},  // RefUNet's first level
+  };
+  for (const bf16_case& c : cases) {
+    CAPTURE(c.a, c.b, c.n, c.h, c.w);
+    bf16_fixture f(c.a, c.b);
+    f.conv.set_precision(nn::precision::bf16, nn::bf16_engine::emulated);
+    REQUIRE(f.conv.runs_bf16());
+    const batch<float> x = random_tensor<float, 4>({c.n, c.a, c.h, c.w}, 61, 1, 1.2, 0.2);
+    const auto m = f.gn.silu_map(x);
+    const batch<float> y0 = f.conv.forward(x, m);  // prepares the map
+    const batch<float> sb = random_tensor<float, 4>({c.n, c.b, 1, 1}, 61, 2);
+    const batch<float> res = random_tensor<float, 4>(shape_of(y0), 61, 3);
+    const batch<float>& y = f.conv.forward(x, m, {.sample_bias = sb.data(), .residual = &res});
+    const std::vector<double> want = reference(f, x, m, sb, res);
+    double worst = 0, scale = 0;
+    for (std::size_t i = 0; i < y.size(); ++i) {
+      worst = std::max(worst, std::abs(double(y.data()[i]) - want[i]));
+      scale = std::max(scale, std::abs(want[i]));
+    }
+    INFO("max |y - reference| " << worst << " of max |reference| " << scale);
+    REQUIRE(scale > 0.5);
+    REQUIRE(worst < 2e-5 * scale);  // float32 sums of exact products
+    // and it is not float32: the float32 convolution differs by bf16's rounding
+    f.conv.set_precision(nn::precision::float32);
+    const batch<float> y32 = f.conv.forward(x, m, {.sample_bias = sb.data(), .residual = &res});
+    double diff = 0;
+    for (std::size_t i = 0; i < y.size(); ++i) diff = std::max(diff, std::abs(double(y32.data()[i]) - want[i]));
+    INFO("float32 against the bf16 reference: " << diff);
+    REQUIRE(diff > 10 * worst);
+    REQUIRE(diff < 3e-2 * scale);
+  }
+}
+
+TEST_CASE("bf16 on AMX equals the emulated tiles, or is refused naming the missing feature", "[nn][bf16]") {
+  bf16_fixture f(32, 48);
+  const batch<float> x = random_tensor<float, 4>({4, 32, 14, 14}, 67, 1);
+  const auto m = f.gn.silu_map(x);
+  f.conv.set_precision(nn::precision::bf16, nn::bf16_engine::emulated);
+  const batch<float> emulated = f.conv.forward(x, m);
+  if (!nn::amx_status().usable) {
+    INFO(nn::amx_status().missing);
+    REQUIRE_THROWS_WITH(f.conv.set_precision(nn::precision::bf16), Catch::Contains("AMX") && Catch::Contains("float32"));
+    REQUIRE(f.conv.engine == nn::bf16_engine::emulated);  // a refused request changes nothing
+    return;
+  }
+  f.conv.set_precision(nn::precision::bf16);
+  const batch<float>& amx = f.conv.forward(x, m);
+  double worst = 0;
+  for (std::size_t i = 0; i < amx.size(); ++i)
+    worst = std::max(worst, double(std::abs(amx.data()[i] - emulated.data()[i])) / (1 + std::abs(emulated.data()[i])));
+  INFO("AMX against emulated, max relative difference " << worst);
+  REQUIRE(worst < 1e-6);
+}
+
+TEST_CASE("a convolution whose forward ran in bf16 refuses backward", "[nn][bf16]") {
+  bf16_fixture f(16, 16);
+  f.conv.set_precision(nn::precision::bf16, nn::bf16_engine::emulated);
+  const batch<float> x = random_tensor<float, 4>({1, 16, 4, 4}, 71, 1);
+  const batch<float> y = f.conv.forward(x);
+  REQUIRE_THROWS_WITH(f.conv.backward(y), Catch::Contains("bf16") && Catch::Contains("float32"));
+  // 1 input channel (RefUNet's first layer): not a multiple of 16, stays float32 and trains
+  nn::conv2d<float> first(1, 16, 3);
+  first.set_precision(nn::precision::bf16, nn::bf16_engine::emulated);
+  REQUIRE_FALSE(first.runs_bf16());
+}
+
+TEST_CASE("RefUNet in bf16 stays close to float32 and does not train", "[nn][bf16][refunet]") {
+  nn::refunet_config cfg;
+  cfg.base_channels = 16;
+  nn::refunet<float> net(cfg, 5);
+  const batch<float> x = random_tensor<float, 4>({3, 1, 16, 16}, 73, 1);
+  const std::vector<double> t{0.1, 0.5, 0.9};
+  batch<float> phi32, phi16;
+  net.predict(x, t, phi32);
+  net.set_precision(nn::precision::bf16, nn::bf16_engine::emulated);
+  REQUIRE(net.arithmetic() == nn::precision::bf16);
+  net.predict(x, t, phi16);
+  double num = 0, den = 0;
+  for (std::size_t i = 0; i < phi32.size(); ++i) {
+    const double d = double(phi16.data()[i]) - double(phi32.data()[i]);
+    num += d * d, den += double(phi32.data()[i]) * double(phi32.data()[i]);
+  }
+  const double rel = std::sqrt(num / den);
+  INFO("relative L2 difference bf16 / float32: " << rel);
+  REQUIRE(rel > 1e-5);  // bf16 really ran
+  REQUIRE(rel < 2e-2);
+  REQUIRE_THROWS_WITH(net.backward(phi16), Catch::Contains("bf16") && Catch::Contains("training needs float32"));
+  net.set_precision(nn::precision::float32);
+  batch<float> again;
+  net.predict(x, t, again);
+  for (std::size_t i = 0; i < again.size(); ++i) REQUIRE(again.data()[i] == phi32.data()[i]);
+}
