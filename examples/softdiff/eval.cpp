@@ -106,6 +106,7 @@ int run_eval(const arguments& args) {
       .option("chunk", "N", "samples per network batch; memory grows with N, the samples do not depend on it",
               std::to_string(default_chunk))
       .option("k-ratio", "R", k_ratio_samplers() + ": noise k = R * sigma_{t'} of eq. 52, R in [0, 1]", "0")
+      .option("precision", "P", precision_help, "float32")
       .option("neighbours", "k", "k of the k-NN manifolds of precision and recall", "3")
       .option("grid-rows", "N", "samples shown in nearest_neighbours.png (5 neighbours each)", "8")
       .epilog("The floor (frechet_floor) is the Frechet distance of K training images to the same held-out\n"
@@ -148,6 +149,7 @@ int run_eval(const arguments& args) {
 
   // everything is read and checked before the first sample is drawn
   loaded_model m = load_model(ckpt);
+  const nn::precision precision = apply_precision(m, a.text("precision"), std::cerr);
   const std::vector<std::size_t> image = m.description.image;
   detail::require(image.size() == 3, "checkpoint '", ckpt, "': its metadata lacks \"image\": [C, H, W]");
   const shape4 want{0, image[0], image[1], image[2]};
@@ -288,6 +290,8 @@ int run_eval(const arguments& args) {
                             {"spread", "max - min over seeds"},
                             {"clip", clip_text},
                             {"chunk", chunk},
+                            {"precision", nn::precision_name(precision)},
+                            {"trained_precision", m.trained_precision},
                             {"k_ratio", k_ratio},
                             {"neighbours", neighbours},
                             {"held_out", {{"data", test_description}, {"images", held_out.shape()[0]}}},

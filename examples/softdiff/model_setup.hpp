@@ -8,6 +8,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
+#include <ostream>
 #include <string>
 #include <utility>
 #include <variant>
@@ -45,7 +46,29 @@ struct loaded_model {
   nn::refunet_config net;
   model_description description;
   std::int64_t step = 0;
+  std::string trained_precision = "float32";  // "precision" of the checkpoint's metadata
 };
+
+/// --precision of sample and eval: the arithmetic of the network's 3 x 3 convolutions while
+/// sampling (nn/precision.hpp). bf16 needs AMX and is refused naming the missing CPU feature.
+inline constexpr const char* precision_help =
+    "arithmetic of the network's 3x3 convolutions: float32, or bf16 (Intel AMX only: faster, samples "
+    "differ slightly; docs/performance.md)";
+
+/// Sets the network's precision from --precision and says which arithmetic runs.
+inline nn::precision apply_precision(loaded_model& m, const std::string& text, std::ostream& log) {
+  nn::precision p = nn::precision::float32;
+  try {
+    p = nn::parse_precision(text);
+    m.model.network().set_precision(p);
+  } catch (const error& e) {
+    throw usage_error(std::string("--precision ") + text + ": " + e.what());
+  }
+  log << "precision: " << nn::precision_name(p)
+      << (p == nn::precision::bf16 ? " (AMX tiles for the 3x3 convolutions with 16k channels; the rest float32)" : "")
+      << ", checkpoint trained in " << m.trained_precision << "\n";
+  return p;
+}
 
 /// Reads `path`, builds the network its refunet_config describes, loads the sampling (EMA)
 /// weights after checking every name, shape and dtype, and restores operator, schedule and
@@ -64,7 +87,10 @@ struct loaded_model {
   const std::int64_t step =
       meta.contains("step") ? data::json_integer<std::int64_t>(meta["step"], where + ": __metadata__ softdiff \"step\"") : 0;
   nn::refunet_config cfg = d.network;
-  return {std::move(model), std::move(cfg), std::move(d), step};
+  const std::string precision = meta.contains("precision") && meta["precision"].is_string()
+                                    ? meta["precision"].get<std::string>()
+                                    : "float32";  // checkpoints from before the field: float32
+  return {std::move(model), std::move(cfg), std::move(d), step, precision};
 }
 
 }  // namespace softdiff::cli

@@ -33,6 +33,7 @@ int run_sample(const arguments& args) {
       .option("chunk", "N", "samples per network batch; memory grows with N, the samples do not depend on it",
               std::to_string(default_chunk))
       .option("columns", "C", "grid columns (default: ceil(sqrt(K)))")
+      .option("precision", "P", precision_help, "float32")
       .epilog("Example:\n  softdiff sample --ckpt run1/checkpoint.safetensors --sampler momentum --count 64 --out s.png\n");
   if (!a.parse(args, std::cout)) return 0;
   const sampler_entry& smp = find_sampler(a.text("sampler"));
@@ -54,6 +55,7 @@ int run_sample(const arguments& args) {
   npy.replace_extension(".npy");
 
   loaded_model m = load_model(a.text("ckpt"));
+  const nn::precision precision = apply_precision(m, a.text("precision"), std::cerr);
   const auto t0 = std::chrono::steady_clock::now();
   std::cerr << "sample: " << count << " samples, " << name << ", " << steps << " steps ..." << std::flush;
   const batch<float> x = draw_samples(m.model, smp, count, steps, seed, k_ratio, chunk, step_ticker{});
@@ -63,7 +65,8 @@ int run_sample(const arguments& args) {
   data::write_png_grid(png, x, columns);
   std::cout << "wrote " << png.string() << " and " << npy.string() << ": " << count << " samples, " << name << ", "
             << steps << " steps (" << network_evaluations(m.model, smp, steps)
-            << " network evaluations per sample), " << secs << " s; checkpoint step " << m.step << "\n";
+            << " network evaluations per sample), " << secs << " s, " << nn::precision_name(precision)
+            << "; checkpoint step " << m.step << "\n";
   return 0;
 }
 

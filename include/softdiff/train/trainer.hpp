@@ -251,7 +251,7 @@ public:
   }
 
   /// The "softdiff" metadata: `description` (what the caller knows: operator, schedule, data,
-  /// final distribution) with the trainer's fields added: format, step and to_json(config).
+  /// final distribution) with the trainer's fields added: format, step, precision and to_json(config).
   [[nodiscard]] nlohmann::json describe(nlohmann::json description = nlohmann::json::object()) const {
     if (description.is_null()) description = nlohmann::json::object();
     detail::require(description.is_object(), "train::trainer::describe: the description must be a JSON object, got ",
@@ -259,6 +259,7 @@ public:
     description["format"] = "softdiff-checkpoint";
     description["version"] = 1;
     description["step"] = step_;
+    description["precision"] = "float32";  // training arithmetic (bf16 is an inference option, nn/precision.hpp)
     const nlohmann::json config = to_json(config_);
     for (const auto& [key, value] : config.items()) description[key] = value;
     return description;
