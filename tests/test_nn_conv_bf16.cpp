@@ -5,12 +5,15 @@
 //    a grid that is not a multiple of 32 positions;
 //  - on a processor with AMX, the AMX engine equals the emulated one; on one without, asking
 //    for it is refused naming the missing feature (both are asserted, whichever runs here);
-//  - RefUNet in bf16 stays close to float32, never trains, and says so.
+//  - RefUNet in bf16 stays close to float32, gives the same bits on one thread as on two,
+//    never trains, and says so.
 #include <catch2/catch.hpp>
 
 #include <cmath>
 #include <cstddef>
 #include <vector>
+
+#include <omp.h>
 
 #include "softdiff/nn/conv2d.hpp"
 #include "softdiff/nn/group_norm.hpp"
@@ -178,6 +181,14 @@ TEST_CASE("RefUNet in bf16 stays close to float32 and does not train", "[nn][bf1
   REQUIRE(rel > 1e-5);  // bf16 really ran
   REQUIRE(rel < 2e-2);
   REQUIRE_THROWS_WITH(net.backward(phi16), Catch::Contains("bf16") && Catch::Contains("training needs float32"));
+  {  // sample by sample: the same bits on one thread as on two
+    batch<float> one;
+    const int threads = omp_get_max_threads();
+    omp_set_num_threads(1);
+    net.predict(x, t, one);
+    omp_set_num_threads(threads);
+    for (std::size_t i = 0; i < one.size(); ++i) REQUIRE(one.data()[i] == phi16.data()[i]);
+  }
   net.set_precision(nn::precision::float32);
   batch<float> again;
   net.predict(x, t, again);

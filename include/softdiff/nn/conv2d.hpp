@@ -358,6 +358,7 @@ private:
     const T *xp = x.data(), *bias_p = bias.data();
     T* yp = y.data();
     [[maybe_unused]] const bool amx = engine == bf16_engine::amx;
+    require_bf16_engine(engine);  // `arithmetic` and `engine` are public: check here too (cached)
     const auto count = static_cast<std::ptrdiff_t>(N);
 #pragma omp parallel for schedule(static) num_threads(p.threads) if (p.over_batch)
     for (std::ptrdiff_t n = 0; n < count; ++n) {
