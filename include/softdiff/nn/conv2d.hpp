@@ -357,7 +357,6 @@ private:
     std::uint32_t* qs = detail::reserve(qbf16_, static_cast<std::size_t>(p.threads) * bp.packed_input());
     const T *xp = x.data(), *bias_p = bias.data();
     T* yp = y.data();
-    [[maybe_unused]] const bool amx = engine == bf16_engine::amx;
     require_bf16_engine(engine);  // `arithmetic` and `engine` are public: check here too (cached)
     const auto count = static_cast<std::ptrdiff_t>(N);
 #pragma omp parallel for schedule(static) num_threads(p.threads) if (p.over_batch)
@@ -370,14 +369,8 @@ private:
       const T* res = e.residual ? e.residual->data() + ns * B * HW : nullptr;
       const T* xn = xp + ns * A * HW;
       T* yn = yp + ns * B * HW;
-      std::uint32_t* q = qs + t * bp.packed_input();
-#if SOFTDIFF_AMX_CODE
-      if (amx) {
-        detail::conv3x3_bf16_sample<detail::amx_tiles>(bp, wp, xn, map_.sample(ns), bn, res, yn, q, gbuf, rows);
-        continue;
-      }
-#endif
-      detail::conv3x3_bf16_sample<detail::emulated_tiles>(bp, wp, xn, map_.sample(ns), bn, res, yn, q, gbuf, rows);
+      detail::conv3x3_bf16_sample_on(engine, bp, wp, xn, map_.sample(ns), bn, res, yn, qs + t * bp.packed_input(),
+                                     gbuf, rows);
     }
   }
 

@@ -174,4 +174,16 @@ void conv3x3_bf16_sample(const bf16_conv_plan& p, const std::uint16_t* wp, const
     }
 }
 
+/// conv3x3_bf16_sample on `engine`'s tiles (the emulation where this build has no AMX code;
+/// conv2d checks the engine can run before it calls this).
+inline void conv3x3_bf16_sample_on(bf16_engine engine, const bf16_conv_plan& p, const std::uint16_t* wp,
+                                   const float* x, const channel_affine<float>& m, const float* bias,
+                                   const float* residual, float* y, std::uint32_t* q, float* g, float* rows) {
+#if SOFTDIFF_AMX_CODE
+  if (engine == bf16_engine::amx) return conv3x3_bf16_sample<amx_tiles>(p, wp, x, m, bias, residual, y, q, g, rows);
+#endif
+  (void)engine;
+  conv3x3_bf16_sample<emulated_tiles>(p, wp, x, m, bias, residual, y, q, g, rows);
+}
+
 }  // namespace softdiff::nn::detail
