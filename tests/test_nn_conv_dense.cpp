@@ -6,7 +6,8 @@
 //  - dW over several samples per GEMM, with segments longer than one chunk (batch 10: two
 //    segments of 5, chunks of 4 and 1) and with one sample per chunk (a large image), for 3x3
 //    and 1x1 (read in place) kernels;
-//  - the wide register tiles of the dW GEMM (b = 32 and 64 output channels);
+//  - the wide register tiles of the dW GEMM (b = 32 and 64 output channels) and the tall one
+//    (b = 16);
 //  - group_norm::forward_silu / backward_silu against group_norm and silu run one after the other;
 //  - conv2d::forward(x, group_norm::silu_map(x)), which applies GroupNorm + SiLU while padding x:
 //    bit for bit the convolution of forward_silu's output, forward and backward (float, dense
@@ -54,6 +55,7 @@ TEST_CASE("conv2d tiled float matches float64 on the dense 3x3 and chunked dW pa
       {32, 32, 3, 5, 30, 17},  // dW on 12 x 32 tiles; a large image: one sample per dW GEMM
       {12, 32, 1, 10, 6, 5},   // 1x1: dW read in place over chunks of samples
       {1, 16, 3, 3, 1, 20},    // a single row: every tap row but the middle one is padding
+      {8, 16, 3, 10, 9, 9},    // dW on 24 x 1 tiles (b = 16, a*k*k = 72)
   };
   for (const conv_case& c : cases) {
     CAPTURE(c.a, c.b, c.k, c.n, c.h, c.w);

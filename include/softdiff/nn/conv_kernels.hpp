@@ -136,7 +136,7 @@ inline void micro_tile(const gemm_depth& d, const T* const* a, const T* b, const
   std::size_t n[NV];  // valid lanes of each vector of the strip
   for (std::size_t j = 0; j < NV; ++j) n[j] = cols > j * W ? std::min(W, cols - j * W) : 0;
   typename S::reg acc[MR][NV];
-#pragma GCC unroll 16
+#pragma GCC unroll 32
   for (std::size_t i = 0; i < MR; ++i)
 #pragma GCC unroll 4
     for (std::size_t j = 0; j < NV; ++j) acc[i][j] = (bias && i < rows) ? S::set1(bias[i]) : S::zero();
@@ -145,7 +145,7 @@ inline void micro_tile(const gemm_depth& d, const T* const* a, const T* b, const
     const std::size_t a_off = r * d.group_step + s * d.a_step;
     if (++s == d.segments) s = 0, ++r;
     const T* as[MR];
-#pragma GCC unroll 16
+#pragma GCC unroll 32
     for (std::size_t i = 0; i < MR; ++i) as[i] = a[i] + a_off;
     const std::ptrdiff_t* bo = boff + sg * seg;
     for (std::size_t k = 0; k < seg; ++k) {
@@ -153,7 +153,7 @@ inline void micro_tile(const gemm_depth& d, const T* const* a, const T* b, const
       const T* bk = b + bo[k];
 #pragma GCC unroll 4
       for (std::size_t j = 0; j < NV; ++j) bv[j] = Edge ? S::load(bk + j * W, n[j]) : S::load(bk + j * W);
-#pragma GCC unroll 16
+#pragma GCC unroll 32
       for (std::size_t i = 0; i < MR; ++i) {
         const typename S::reg ai = S::set1(as[i][k]);
 #pragma GCC unroll 4
@@ -161,7 +161,7 @@ inline void micro_tile(const gemm_depth& d, const T* const* a, const T* b, const
       }
     }
   }
-#pragma GCC unroll 16
+#pragma GCC unroll 32
   for (std::size_t i = 0; i < MR; ++i) {
     if (i >= rows) break;
     T* ci = c + i * ldc;
@@ -214,6 +214,10 @@ void tiled_gemm_impl(std::size_t M, std::size_t N, const gemm_depth& K, const T*
       return tiled_gemm_shape<T, 6, 4, Accumulate>(M, N, K, A, aoff, B, boff, C, ldc, bias, parallel);
     if (N == 2 * S::width && M % 12 == 0)
       return tiled_gemm_shape<T, 12, 2, Accumulate>(M, N, K, A, aoff, B, boff, C, ldc, bias, parallel);
+    // one vector wide (b = 16: the dW GEMMs of the main job's 16-channel layers): 24 x 1, where
+    // 8 x 2 would leave half of every multiply-add's lanes masked off
+    if (N == S::width && M % 24 == 0)
+      return tiled_gemm_shape<T, 24, 1, Accumulate>(M, N, K, A, aoff, B, boff, C, ldc, bias, parallel);
   }
   tiled_gemm_shape<T, S::mr, S::nv, Accumulate>(M, N, K, A, aoff, B, boff, C, ldc, bias, parallel);
 }
