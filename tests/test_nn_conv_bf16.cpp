@@ -1,16 +1,20 @@
-// bf16 inference for the dense 3 x 3 convolutions (nn/conv_bf16.hpp, nn/tile_engines.hpp):
+// bf16 arithmetic for the dense 3 x 3 convolutions (nn/conv_bf16.hpp, nn/tile_engines.hpp):
 //  - the tile program on the emulated engine equals a float64 convolution of the bf16-rounded
 //    inputs and weights (products exact, sums float32), with the GroupNorm + SiLU map, a
 //    per-sample bias and a residual; K steps of 16 and 32 channels, one and two output blocks,
 //    a grid that is not a multiple of 32 positions;
 //  - on a processor with AMX, the AMX engine equals the emulated one; on one without, asking
 //    for it is refused naming the missing feature (both are asserted, whichever runs here);
-//  - RefUNet in bf16 stays close to float32, gives the same bits on one thread as on two,
-//    never trains, and says so.
+//  - the backward (bf16 training: dW by conv_bf16_grad.hpp's program, dx by the forward program
+//    with flipped weights) equals float64 gradients of the bf16-rounded operands, adds into the
+//    gradients, gives the same bits on one thread as on two, and on AMX equals the emulation;
+//  - RefUNet in bf16 stays close to float32 (outputs and parameter gradients) and gives the
+//    same bits on one thread as on two.
 #include <catch2/catch.hpp>
 
 #include <cmath>
 #include <cstddef>
+#include <span>
 #include <vector>
 
 #include <omp.h>
@@ -148,49 +152,185 @@ TEST_CASE("bf16 on AMX equals the emulated tiles, or is refused naming the missi
   REQUIRE(worst < 1e-6);
 }
 
-TEST_CASE("a convolution whose forward ran in bf16 refuses backward", "[nn][bf16]") {
-  bf16_fixture f(16, 16);
-  f.conv.set_precision(nn::precision::bf16, nn::bf16_engine::emulated);
-  const batch<float> x = random_tensor<float, 4>({1, 16, 4, 4}, 71, 1);
-  const batch<float> y = f.conv.forward(x);
-  REQUIRE_THROWS_WITH(f.conv.backward(y), Catch::Contains("bf16") && Catch::Contains("float32"));
-  // 1 input channel (RefUNet's first layer): not a multiple of 16, stays float32 and trains
+namespace {
+
+/// float64 gradients of the bf16 convolution of bf16(SiLU(a x + b)) for the upstream dy, every
+/// operand rounded to bf16 as the tile programs round it: dW[o, c, u, v], dx and dbias, and the
+/// sums of |terms| of each (the float32 rounding of a sum is bounded by them).
+struct grad_reference {
+  std::vector<double> dw, dw_abs, dx, dx_abs, db;
+};
+grad_reference reference_grads(const bf16_fixture& f, const batch<float>& x, const nn::channel_affine<float>& m,
+                               const batch<float>& dy) {
+  const std::size_t N = x.shape()[0], A = x.shape()[1], H = x.shape()[2], W = x.shape()[3], B = f.conv.out_channels;
+  std::vector<double> in(x.size());
+  for (std::size_t p = 0; p < N * A; ++p)
+    for (std::size_t i = 0; i < H * W; ++i) {
+      const float v = nn::detail::affine(x.data()[p * H * W + i], m.scale[p], m.shift[p]);
+      in[p * H * W + i] = bf16_round(v * nn::detail::sigmoid(v));
+    }
+  grad_reference r{std::vector<double>(B * A * 9), std::vector<double>(B * A * 9), std::vector<double>(x.size()),
+                   std::vector<double>(x.size()), std::vector<double>(B)};
+  for (std::size_t n = 0; n < N; ++n)
+    for (std::size_t o = 0; o < B; ++o)
+      for (std::size_t i = 0; i < H; ++i)
+        for (std::size_t j = 0; j < W; ++j) {
+          const float g32 = dy.data()[((n * B + o) * H + i) * W + j];
+          const double g = bf16_round(g32);
+          r.db[o] += g32;
+          for (std::size_t c = 0; c < A; ++c)
+            for (std::size_t u = 0; u < 3; ++u)
+              for (std::size_t v = 0; v < 3; ++v) {
+                const long ii = long(i + u) - 1, jj = long(j + v) - 1;
+                if (ii < 0 || jj < 0 || ii >= long(H) || jj >= long(W)) continue;
+                const std::size_t xi = ((n * A + c) * H + std::size_t(ii)) * W + std::size_t(jj);
+                const std::size_t wi = ((o * A + c) * 3 + u) * 3 + v;
+                const double w = bf16_round(f.conv.weight[wi]);
+                r.dw[wi] += g * in[xi], r.dw_abs[wi] += std::abs(g * in[xi]);
+                r.dx[xi] += g * w, r.dx_abs[xi] += std::abs(g * w);
+              }
+        }
+  return r;
+}
+
+/// max over i of |got[i] - want[i]| / (|terms|_1 of i + 1e-30): the error in units of the bound's scale.
+double worst_relative(std::span<const float> got, const std::vector<double>& want, const std::vector<double>& abs) {
+  double worst = 0;
+  for (std::size_t i = 0; i < got.size(); ++i)
+    worst = std::max(worst, std::abs(double(got[i]) - want[i]) / (abs[i] + 1e-30));
+  return worst;
+}
+
+}  // namespace
+
+TEST_CASE("bf16 backward equals float64 on bf16-rounded operands", "[nn][bf16]") {
+  struct bf16_case {
+    std::size_t a, b, n, h, w;
+  };
+  const bf16_case cases[] = {
+      {16, 16, 3, 7, 7},   // one block each way; a 63-position grid (two K steps, the second partial)
+      {32, 48, 5, 5, 9},   // a pair and a single output block; two segments
+      {48, 32, 9, 4, 6},   // three input blocks (a pair and a single); segments of 4 and 5 samples
+      {16, 32, 2, 14, 14}, // dx with K steps of 32 channels
+  };
+  for (const bf16_case& c : cases) {
+    CAPTURE(c.a, c.b, c.n, c.h, c.w);
+    bf16_fixture f(c.a, c.b);
+    f.conv.set_precision(nn::precision::bf16, nn::bf16_engine::emulated);
+    const batch<float> x = random_tensor<float, 4>({c.n, c.a, c.h, c.w}, 79, 1, 1.2, 0.2);
+    const auto m = f.gn.silu_map(x);
+    const batch<float> y = f.conv.forward(x, m);
+    const batch<float> dy = random_tensor<float, 4>(shape_of(y), 79, 2);
+    f.store.zero_grad();
+    const batch<float> dx = f.conv.backward(dy);
+    const grad_reference want = reference_grads(f, x, m, dy);
+    const double dw_err = worst_relative(f.conv.dweight, want.dw, want.dw_abs);
+    const double dx_err = worst_relative({dx.data(), dx.size()}, want.dx, want.dx_abs);
+    double db_err = 0, dw_max = 0;
+    for (std::size_t o = 0; o < c.b; ++o) db_err = std::max(db_err, std::abs(f.conv.dbias[o] - want.db[o]));
+    for (double v : want.dw) dw_max = std::max(dw_max, std::abs(v));
+    INFO("dW error " << dw_err << ", dx error " << dx_err << " (of the sums of |terms|), dbias error " << db_err);
+    REQUIRE(dw_max > 0.1);          // non-zero gradients
+    REQUIRE(dw_err < 1e-5);         // float32 sums of exact products
+    REQUIRE(dx_err < 1e-5);
+    REQUIRE(db_err < 1e-4);
+    // a second backward adds into the gradients
+    f.conv.backward(dy);
+    for (std::size_t i = 0; i < want.dw.size(); i += 7)
+      REQUIRE(std::abs(f.conv.dweight[i] - 2 * want.dw[i]) <= 2e-5 * want.dw_abs[i] + 1e-30);
+    // and it is not float32: the float32 backward's dW differs by bf16's rounding
+    f.conv.set_precision(nn::precision::float32);
+    f.conv.forward(x, m);
+    f.store.zero_grad();
+    f.conv.backward(dy);
+    const double dw32_err = worst_relative(f.conv.dweight, want.dw, want.dw_abs);
+    INFO("float32 dW against the bf16 reference: " << dw32_err);
+    REQUIRE(dw32_err > 10 * dw_err);
+    REQUIRE(dw32_err < 3e-2);
+  }
+  // 1 input channel (RefUNet's first layer): not a multiple of 16, stays float32
   nn::conv2d<float> first(1, 16, 3);
   first.set_precision(nn::precision::bf16, nn::bf16_engine::emulated);
   REQUIRE_FALSE(first.runs_bf16());
 }
 
-TEST_CASE("RefUNet in bf16 stays close to float32 and does not train", "[nn][bf16][refunet]") {
+TEST_CASE("bf16 backward: the same bits on one thread as on two; AMX equals the emulated tiles", "[nn][bf16]") {
+  bf16_fixture f(32, 16);
+  const batch<float> x = random_tensor<float, 4>({12, 32, 9, 9}, 83, 1);
+  const auto m = f.gn.silu_map(x);
+  auto gradients = [&](nn::bf16_engine e, int threads) {
+    f.conv.set_precision(nn::precision::bf16, e);
+    const int saved = omp_get_max_threads();
+    omp_set_num_threads(threads);
+    const batch<float> y = f.conv.forward(x, m);
+    const batch<float> dy = random_tensor<float, 4>(shape_of(y), 83, 2);
+    f.store.zero_grad();
+    const batch<float> dx = f.conv.backward(dy);
+    omp_set_num_threads(saved);
+    std::vector<float> all(dx.data(), dx.data() + dx.size());
+    all.insert(all.end(), f.store.gradients().begin(), f.store.gradients().end());
+    return all;
+  };
+  const std::vector<float> one = gradients(nn::bf16_engine::emulated, 1), two = gradients(nn::bf16_engine::emulated, 2);
+  REQUIRE(one == two);
+  if (!nn::amx_status().usable) {
+    INFO(nn::amx_status().missing);
+    REQUIRE_THROWS_WITH(f.conv.set_precision(nn::precision::bf16), Catch::Contains("AMX"));
+    return;
+  }
+  const std::vector<float> amx1 = gradients(nn::bf16_engine::amx, 1), amx2 = gradients(nn::bf16_engine::amx, 2);
+  REQUIRE(amx1 == amx2);
+  double worst = 0;
+  for (std::size_t i = 0; i < one.size(); ++i)
+    worst = std::max(worst, double(std::abs(amx1[i] - one[i])) / (1 + std::abs(one[i])));
+  INFO("AMX against emulated, max relative difference " << worst);
+  REQUIRE(worst < 1e-5);
+}
+
+TEST_CASE("RefUNet in bf16 stays close to float32 and trains, the same bits on any thread count", "[nn][bf16][refunet]") {
   nn::refunet_config cfg;
   cfg.base_channels = 16;
   nn::refunet<float> net(cfg, 5);
   const batch<float> x = random_tensor<float, 4>({3, 1, 16, 16}, 73, 1);
+  const batch<float> dphi = random_tensor<float, 4>({3, 1, 16, 16}, 73, 2);
   const std::vector<double> t{0.1, 0.5, 0.9};
+  auto relative_l2 = [](std::span<const float> a, std::span<const float> b) {
+    double num = 0, den = 0;
+    for (std::size_t i = 0; i < a.size(); ++i) {
+      const double d = double(a[i]) - double(b[i]);
+      num += d * d, den += double(b[i]) * double(b[i]);
+    }
+    return std::sqrt(num / den);
+  };
+  auto step = [&](batch<float>& phi) {  // forward and backward; returns the parameter gradients
+    net.forward(x, t, phi);
+    net.zero_grad();
+    net.backward(dphi);
+    return std::vector<float>(net.gradients().begin(), net.gradients().end());
+  };
   batch<float> phi32, phi16;
-  net.predict(x, t, phi32);
+  const std::vector<float> g32 = step(phi32);
   net.set_precision(nn::precision::bf16, nn::bf16_engine::emulated);
   REQUIRE(net.arithmetic() == nn::precision::bf16);
-  net.predict(x, t, phi16);
-  double num = 0, den = 0;
-  for (std::size_t i = 0; i < phi32.size(); ++i) {
-    const double d = double(phi16.data()[i]) - double(phi32.data()[i]);
-    num += d * d, den += double(phi32.data()[i]) * double(phi32.data()[i]);
-  }
-  const double rel = std::sqrt(num / den);
-  INFO("relative L2 difference bf16 / float32: " << rel);
+  const std::vector<float> g16 = step(phi16);
+  const double rel = relative_l2({phi16.data(), phi16.size()}, {phi32.data(), phi32.size()});
+  const double grel = relative_l2(g16, g32);
+  INFO("relative L2 difference bf16 / float32: output " << rel << ", parameter gradients " << grel);
   REQUIRE(rel > 1e-5);  // bf16 really ran
   REQUIRE(rel < 2e-2);
-  REQUIRE_THROWS_WITH(net.backward(phi16), Catch::Contains("bf16") && Catch::Contains("training needs float32"));
-  {  // sample by sample: the same bits on one thread as on two
+  REQUIRE(grel > 1e-5);
+  REQUIRE(grel < 5e-2);
+  {  // the same bits on one thread as on two
     batch<float> one;
     const int threads = omp_get_max_threads();
     omp_set_num_threads(1);
-    net.predict(x, t, one);
+    const std::vector<float> g1 = step(one);
     omp_set_num_threads(threads);
     for (std::size_t i = 0; i < one.size(); ++i) REQUIRE(one.data()[i] == phi16.data()[i]);
+    REQUIRE(g1 == g16);
   }
   net.set_precision(nn::precision::float32);
   batch<float> again;
-  net.predict(x, t, again);
+  REQUIRE(step(again) == g32);
   for (std::size_t i = 0; i < again.size(); ++i) REQUIRE(again.data()[i] == phi32.data()[i]);
 }

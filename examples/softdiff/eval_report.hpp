@@ -144,17 +144,7 @@ template <class Get>
   return s;
 }
 
-/// Writes `text` to `file` through a temporary file.
-inline void write_text_file(const std::filesystem::path& file, const std::string& text) {
-  data::detail::output_file out(file);
-  {
-    std::ofstream os(out.temporary(), std::ios::binary | std::ios::trunc);
-    os << text;
-    os.flush();
-    detail::require(static_cast<bool>(os), file.string(), ": cannot write");
-  }
-  out.commit();
-}
+using data::write_text_file;
 
 /// metrics.csv: a row per (sampler, steps, seed) and, after each complete setting, a row with
 /// seed "mean" (the mean over its seeds) and one with seed "max-min" (the spread) of every

@@ -49,6 +49,8 @@
 #include "softdiff/data/safetensors.hpp"
 #include "softdiff/error.hpp"
 #include "softdiff/nn/checkpoint.hpp"
+#include "softdiff/nn/precision.hpp"
+#include "softdiff/nn/tile_engines.hpp"
 #include "softdiff/nn/refunet_config.hpp"
 #include "softdiff/sampler/final_distribution.hpp"
 #include "softdiff/schedule/tabulated.hpp"
@@ -376,6 +378,16 @@ inline const std::vector<recipe_option>& recipe_options() {
        [](d_t& d, s_t s) {
          d.recipe.ema_decay = option_text::parse_number("ema-decay", s);
          if (!(d.recipe.ema_decay >= 0 && d.recipe.ema_decay < 1)) throw usage_error("--ema-decay " + s + ": must lie in [0, 1)");
+       }},
+      {"precision", "P", "arithmetic of the 3x3 convolutions with 16k channels, forward and backward: float32, or bf16 "
+                         "(Intel AMX tiles; weights, gradients and Adam stay float32)",
+       [](const d_t& d) { return std::string(nn::precision_name(d.recipe.arithmetic)); },
+       [](d_t& d, s_t s) {
+         d.recipe.arithmetic = option_text::named("precision", s, [&] {
+           const nn::precision p = nn::parse_precision(s);
+           if (p == nn::precision::bf16) nn::require_bf16_engine(nn::bf16_engine::amx);  // names the missing feature
+           return p;
+         });
        }},
       {"weighting", "W", "loss weighting w(t): unit or inverse-variance (1 / sigma_t^2, appendix D)",
        [](const d_t& d) { return train::weighting_name(d.recipe.weighting); },

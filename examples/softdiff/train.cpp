@@ -10,6 +10,7 @@
 #include <csignal>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -42,6 +43,22 @@ namespace softdiff::cli {
 namespace {
 
 namespace fs = std::filesystem;
+
+/// The rows of an earlier loss.csv up to `step` (with its header), or just the header.
+std::string read_loss_curve(const fs::path& file, std::int64_t step) {
+  std::string kept = "step,loss\n";
+  std::ifstream in(file);
+  std::string line;
+  if (!in || !std::getline(in, line) || line != "step,loss") return kept;
+  while (std::getline(in, line)) {
+    char* end = nullptr;
+    const long long s = std::strtoll(line.c_str(), &end, 10);
+    if (end == line.c_str() || *end != ',' || s > step) break;
+    kept += line + "\n";
+  }
+  return kept;
+}
+
 using clock_type = std::chrono::steady_clock;
 using trainer_type = train::trainer<any_operator<float>, any_schedule, nn::refunet<float>, process_group>;
 
@@ -161,6 +178,7 @@ int train_on(process_group group, const arguments& args) {
       .option("half-size", "N", "kernel half size of gaussian-blur and fft-conv (default: the image size)")
       .option("checkpoint-every", "N", "write the checkpoint every N steps (and at the end)", "500")
       .option("sample-every", "N", "write a sample grid every N steps (and at the end); 0: only at the end", "1000")
+      .option("loss-every", "N", "add the mean loss of every N steps to DIR/loss.csv (the loss curve)", "100")
       .option("sample-count", "K", "images in each sample grid", "16")
       .option("sample-steps", "N", "momentum-sampler steps for the sample grids", "50")
       .option("limit", "N", "use only the first N images of the data")
@@ -185,6 +203,7 @@ int train_on(process_group group, const arguments& args) {
   if (a.given("minutes") && !(minutes > 0)) throw usage_error("--minutes must be > 0");
   const long checkpoint_every = a.integer("checkpoint-every", 1, std::numeric_limits<long>::max());
   const long sample_every = a.integer("sample-every", 0, std::numeric_limits<long>::max());
+  const long loss_every = a.integer("loss-every", 1, std::numeric_limits<long>::max());
   const auto sample_count = static_cast<std::size_t>(a.integer("sample-count", 1, 1024));
   const auto sample_steps = static_cast<std::size_t>(a.integer("sample-steps", 1, 100000));
   const std::size_t limit = a.given("limit") ? static_cast<std::size_t>(a.integer("limit", 1, std::numeric_limits<long>::max()))
@@ -326,7 +345,8 @@ int train_on(process_group group, const arguments& args) {
             << " parameters; operator " << desc.op << ", schedule " << schedule_kind_name(desc.kind) << " ("
             << desc.schedule->name() << ", noise " << schedule::noise_mode_name(desc.noise.mode) << ", sigma "
             << desc.noise.sigma_min << " -> " << desc.noise.sigma_max << "); loss " << loss::loss_kind_name(tc.loss)
-            << ", weighting " << train::weighting_name(tc.weighting) << "; batch " << tc.batch_size << ", seed "
+            << ", weighting " << train::weighting_name(tc.weighting) << "; precision "
+            << nn::precision_name(tc.arithmetic) << "; batch " << tc.batch_size << ", seed "
             << tc.seed << (group.size() > 1 ? "; " + group.name() + " (data-parallel)" : std::string()) << "\n";
 
   auto save = [&] { tr.save_checkpoint(ckpt, meta, extra); };
@@ -356,6 +376,13 @@ int train_on(process_group group, const arguments& args) {
     ~restore_handler() { std::signal(SIGINT, h); }
   } restore{previous_handler};
 
+  // DIR/loss.csv: "step,loss", the mean loss of steps (step - loss_every, step]; a resumed run
+  // keeps the rows up to its checkpoint's step. Rewritten whole (temporary file, rename) per row.
+  const fs::path curve_file = out / "loss.csv";
+  std::string curve = read_loss_curve(curve_file, start_step);
+  double curve_sum = 0;
+  long curve_n = 0;
+
   std::int64_t last_saved = start_step;
   try {
     // rank 0 decides whether to go on (its clock and its interrupt), so that all stop at one step
@@ -366,6 +393,15 @@ int train_on(process_group group, const arguments& args) {
       loss_sum += r.loss;
       ++loss_n;
       const std::int64_t done = tr.steps_done() - start_step;
+      curve_sum += r.loss;
+      ++curve_n;
+      if (r.step % loss_every == 0 && root) {
+        char row[64];
+        std::snprintf(row, sizeof row, "%lld,%.6g\n", static_cast<long long>(r.step), curve_sum / curve_n);
+        curve += row;
+        data::write_text_file(curve_file, curve);
+      }
+      if (r.step % loss_every == 0) curve_sum = 0, curve_n = 0;
       if (r.step % checkpoint_every == 0) {
         save();
         last_saved = r.step;

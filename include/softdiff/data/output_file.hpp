@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <string>
 #include <system_error>
 
@@ -88,3 +89,19 @@ private:
 };
 
 }  // namespace softdiff::data::detail
+
+namespace softdiff::data {
+
+/// Writes `text` to `file` through a temporary file.
+inline void write_text_file(const std::filesystem::path& file, const std::string& text) {
+  detail::output_file out(file);
+  {
+    std::ofstream os(out.temporary(), std::ios::binary | std::ios::trunc);
+    os << text;
+    os.flush();
+    softdiff::detail::require(static_cast<bool>(os), file.string(), ": cannot write");
+  }
+  out.commit();
+}
+
+}  // namespace softdiff::data

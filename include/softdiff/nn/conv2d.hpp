@@ -36,8 +36,9 @@
 #include <vector>
 
 #include "softdiff/backend/cpu.hpp"
+#include "softdiff/nn/batch_reduction.hpp"
 #include "softdiff/nn/channel_affine.hpp"
-#include "softdiff/nn/conv_bf16.hpp"
+#include "softdiff/nn/conv_bf16_passes.hpp"
 #include "softdiff/nn/conv_kernels.hpp"
 #include "softdiff/nn/conv_lowering.hpp"
 #include "softdiff/nn/layer_support.hpp"
@@ -65,10 +66,10 @@ struct conv2d {
 
   std::size_t in_channels = 0, out_channels = 0, kernel = 1, stride = 1, padding = 0;
   conv_algorithm algorithm = conv_algorithm::automatic;
-  /// bf16: the dense 3 x 3 forward of float data with 16k input and output channels runs in
-  /// bfloat16 tiles (conv_bf16.hpp) on `engine`; other shapes stay float32. Inference only:
-  /// backward refuses a forward that ran in bf16. Set through set_precision (which checks the
-  /// engine can run here).
+  /// bf16: the dense 3 x 3 convolutions of float data with 16k input and output channels run in
+  /// bfloat16 tiles (conv_bf16_passes.hpp) on `engine`, forward and backward (a backward follows
+  /// its forward's precision); other shapes stay float32. Set through set_precision (which
+  /// checks the engine can run here).
   precision arithmetic = precision::float32;
   bf16_engine engine = bf16_engine::amx;
   std::span<T> weight, bias;    // [out, in, k, k], [out]: views into the network's parameters
@@ -198,8 +199,6 @@ struct conv2d {
   const batch<T>& backward(const batch<T>& dy, bool need_dx = true) {
     check_bound();
     SOFTDIFF_REQUIRE(x_ != nullptr, "conv2d::backward: called before forward");
-    SOFTDIFF_REQUIRE(!forward_was_bf16_, "conv2d::backward: the forward pass ran in bf16, an inference precision; "
-                    "train in float32");
     SOFTDIFF_REQUIRE(shape_of(dy) == shape_of(y), "conv2d::backward: dy ", to_string(shape_of(dy)),
                     " does not match the forward output ", to_string(shape_of(y)));
     if (need_dx) ensure_shape(dx, shape_of(*x_));
@@ -227,46 +226,16 @@ private:
     const shape4 out = output_shape(in);
     return {in_channels, out_channels, kernel, stride, padding, in[2], in[3], out[2], out[3]};
   }
-  /// Backward: `segments` of the batch, over threads (`over_segments`, `threads` workspace
-  /// slots) or one after another with each GEMM over threads (`within_gemm`).
-  struct reduction_plan {
-    std::size_t segments;
-    int threads;
-    bool over_segments;
-    bool within_gemm;
-    /// Partial-sum slots: one per segment when they run in parallel; else the running total and
-    /// the current segment's partial.
-    [[nodiscard]] std::size_t slots() const { return over_segments ? segments : std::min<std::size_t>(segments, 2); }
-    [[nodiscard]] std::size_t slot(std::size_t s) const { return over_segments ? s : std::min<std::size_t>(s, 1); }
-  };
-  [[nodiscard]] static reduction_plan make_reduction_plan(std::size_t N, std::size_t macs) {
-    const int threads = macs > 4 * detail::parallel_threshold ? detail::layer_threads() : 1;
-    const std::size_t S = detail::segment_count(N);
-    const bool over =
-        threads > 1 && S > 1 && (S >= static_cast<std::size_t>(threads) || S == detail::reduction_segments);
-    return {S, over ? std::min(threads, static_cast<int>(S)) : 1, over, !over && threads > 1};
-  }
+  using reduction_plan = detail::reduction_plan;
   /// Partial sums of the backward: slot t at the result + t * n_acc (the dW part is written, not
   /// added, by the first sample of each segment).
   T* partials(const reduction_plan& p, std::size_t n_acc) { return detail::reserve(partial_, p.slots() * n_acc); }
-  /// total (slot 0) += slot s: the partial sums of segments are added in segment order.
-  static void fold_slot(T* acc, std::size_t s, std::size_t n_acc) {
-    T* total = acc;
-    const T* part = acc + s * n_acc;
-#pragma omp simd
-    for (std::size_t i = 0; i < n_acc; ++i) total[i] += part[i];
-  }
-  /// With segments run one after another: folds segment s's partial (slot 1) into the total (slot 0).
-  static void fold_partial(const reduction_plan& p, std::size_t s, T* acc, std::size_t n_acc) {
-    if (!p.over_segments && s > 0) fold_slot(acc, 1, n_acc);
-  }
   /// Folds the segments' partials into slot 0 in segment order (when they ran in parallel), then
   /// dweight += the weight part, [K, B] when `transposed` (the tiled algorithm's dW^T) else
   /// [B, K], and dbias += the bias part (after it).
   void add_partials(const reduction_plan& p, T* acc, std::size_t n_acc, std::size_t K, bool transposed) {
     const std::size_t B = out_channels;
-    if (p.over_segments)
-      for (std::size_t s = 1; s < p.segments; ++s) fold_slot(acc, s, n_acc);
+    detail::fold_segments(p, acc, n_acc);
     T *gw = dweight.data(), *gb = dbias.data();
     if (transposed) {
       for (std::size_t r = 0; r < K; ++r)
@@ -345,33 +314,22 @@ private:
     }
   }
 
-  /// The dense 3 x 3 forward in bf16 tiles (conv_bf16.hpp), samples over threads.
+  /// The dense 3 x 3 forward in bf16 tiles (conv_bf16_passes.hpp), samples over threads.
   void forward_bf16(const batch<T>& x, const detail::conv_geometry& g, const conv_addends<T>& e) {
-    const std::size_t N = x.shape()[0], A = in_channels, B = out_channels, HW = g.h * g.w;
-    const detail::bf16_conv_plan bp(A, B, g.h, g.w);
-    const plan p = make_plan(N, N * B * HW * A * 9);
-    std::uint16_t* wp = detail::reserve(wbf16_, bp.packed_weights());
-    detail::pack_bf16_weights(weight.data(), bp, wp);
-    const std::size_t per = bp.grid_output() + bp.row_scratch() + B;
-    T* ws = workspace(p.threads, per);
-    std::uint32_t* qs = detail::reserve(qbf16_, static_cast<std::size_t>(p.threads) * bp.packed_input());
-    const T *xp = x.data(), *bias_p = bias.data();
-    T* yp = y.data();
-    require_bf16_engine(engine);  // `arithmetic` and `engine` are public: check here too (cached)
-    const auto count = static_cast<std::ptrdiff_t>(N);
-#pragma omp parallel for schedule(static) num_threads(p.threads) if (p.over_batch)
-    for (std::ptrdiff_t n = 0; n < count; ++n) {
-      const auto t = static_cast<std::size_t>(omp_get_thread_num());
-      T *gbuf = ws + t * per, *rows = gbuf + bp.grid_output(), *bn = rows + bp.row_scratch();
-      const auto ns = static_cast<std::size_t>(n);
-      for (std::size_t o = 0; o < B; ++o) bn[o] = bias_p[o] + (e.sample_bias ? e.sample_bias[ns * B + o] : T(0));
-      map_.prepare(ns);
-      const T* res = e.residual ? e.residual->data() + ns * B * HW : nullptr;
-      const T* xn = xp + ns * A * HW;
-      T* yn = yp + ns * B * HW;
-      detail::conv3x3_bf16_sample_on(engine, bp, wp, xn, map_.sample(ns), bn, res, yn, qs + t * bp.packed_input(),
-                                     gbuf, rows);
-    }
+    const std::size_t N = x.shape()[0];
+    const plan p = make_plan(N, N * out_channels * g.h * g.w * in_channels * 9);
+    bf16_.forward(engine, x.data(), N, in_channels, out_channels, g.h, g.w, weight.data(), bias.data(), map_,
+                  e.sample_bias, e.residual ? e.residual->data() : nullptr, y.data(), p.threads, p.over_batch);
+  }
+
+  /// The backward of forward_bf16 (bf16 training): dW^T and dbias into the reduction's partials.
+  void backward_bf16(const batch<T>& x, const batch<T>& dy, const detail::conv_geometry& g, bool need_dx) {
+    const std::size_t N = x.shape()[0], A = in_channels, B = out_channels, K = 9 * A, n_acc = K * B + B;
+    const reduction_plan p = detail::make_reduction_plan(N, N * B * g.h * g.w * K);
+    T* acc = partials(p, n_acc);
+    bf16_.backward(engine, x.data(), map_, dy.data(), N, A, B, g.h, g.w, weight.data(), p, acc,
+                   need_dx ? dx.data() : nullptr);
+    add_partials(p, acc, n_acc, K, true);
   }
 
   /// Samples per dW GEMM (stride 1), at most dw_chunk and as many as fit dw_chunk_scalars of
@@ -383,6 +341,9 @@ private:
   [[nodiscard]] bool dense_taps3() const { return stride == 1 && kernel == 3 && padding == 1; }
 
   void backward_tiled(const batch<T>& x, const batch<T>& dy, const detail::conv_geometry& g, bool need_dx) {
+    if constexpr (std::is_same_v<T, float>) {
+      if (forward_was_bf16_) return backward_bf16(x, dy, g, need_dx);
+    }
     const std::size_t N = x.shape()[0], A = in_channels, B = out_channels, K = g.rows(), L = g.cols();
     const std::size_t k = kernel, HW = g.h * g.w, Hp = g.h + 2 * padding, Wp = g.w + 2 * padding;
     const bool shifted = stride == 1, in_place = shifted && k == 1 && padding == 0;
@@ -402,7 +363,7 @@ private:
     const std::size_t n_grid = dx_conv && !dx_direct && !dx_dense ? A * g.h * Wq : 0;
     const std::size_t n_cols = shifted ? 0 : K * L, n_dcols = need_dx && !dx_conv ? K * L : 0;
     const std::size_t n_gT = chunk * L * B, n_acc = K * B + B;
-    const reduction_plan p = make_reduction_plan(N, N * B * L * K);
+    const reduction_plan p = detail::make_reduction_plan(N, N * B * L * K);
     const std::size_t per = n_xpad + n_pad + n_grid + n_cols + n_dcols + n_gT;
     T* ws = workspace(p.threads, per);
     T* acc = partials(p, n_acc);
@@ -488,7 +449,7 @@ private:
           }
         }
       }
-      fold_partial(p, static_cast<std::size_t>(seg), acc, n_acc);
+      detail::fold_partial(p, static_cast<std::size_t>(seg), acc, n_acc);
     }
     add_partials(p, acc, n_acc, K, true);
   }
@@ -534,7 +495,7 @@ private:
   void backward_blas(const batch<T>& x, const batch<T>& dy, const detail::conv_geometry& g, bool need_dx) {
     const std::size_t N = x.shape()[0], K = g.rows(), L = g.cols(), B = out_channels, HW = g.h * g.w;
     const bool direct = kernel == 1 && stride == 1 && padding == 0;
-    const reduction_plan p = make_reduction_plan(N, N * B * L * K);
+    const reduction_plan p = detail::make_reduction_plan(N, N * B * L * K);
     const std::size_t per = K * L, n_acc = B * K + B;  // cols, then dcols | dW partial, dbias partial
     T* ws = workspace(p.threads, per);
     T* acc = partials(p, n_acc);
@@ -572,7 +533,7 @@ private:
           detail::col2im(work, dxn, g);
         }
       }
-      fold_partial(p, static_cast<std::size_t>(seg), acc, n_acc);
+      detail::fold_partial(p, static_cast<std::size_t>(seg), acc, n_acc);
     }
     add_partials(p, acc, n_acc, K, false);
   }
@@ -587,9 +548,8 @@ private:
   channel_affine<T> map_;  // applied to *x_ (dense 3 x 3 path only; else empty)
   batch<T> mapped_;        // m(x) of forward(x, m) on the other paths
   std::vector<T> work_, partial_, wflip_;
-  std::vector<std::uint16_t> wbf16_;  // packed bf16 weights (forward_bf16)
-  std::vector<std::uint32_t> qbf16_;  // packed bf16 inputs, one per thread (forward_bf16)
-  bool forward_was_bf16_ = false;
+  detail::bf16_conv_passes bf16_;  // forward_bf16, backward_bf16
+  bool forward_was_bf16_ = false;     // backward follows it in bf16
   std::vector<std::ptrdiff_t> off_a_, off_b_, off_c_, off_d_;
 };
 

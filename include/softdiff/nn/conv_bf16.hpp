@@ -1,6 +1,6 @@
 #pragma once
 // The dense 3 x 3 convolution (stride 1, padding 1) of one sample in bfloat16 on tiles
-// (tile_engines.hpp), for inference (precision.hpp):
+// (tile_engines.hpp, precision.hpp); with the flipped weights it is also the dx of bf16 training:
 //   y[o, i, j] = bias[o] + sum_{c, u, v} bf16(W[o, c, u, v]) bf16(m(x)[c, i + u - 1, j + v - 1])
 // with products exact and sums in float32. As a GEMM per tap (u, v): output channels are the
 // rows (A: 16 channels x kc input channels of the weights), output positions the columns.
@@ -45,39 +45,70 @@ struct bf16_conv_plan {
 };
 
 /// wp[((tap nob + ob) nkc + kci) 16 kc + r kc + k] = bf16(W[16 ob + r, kc kci + k, u, v]), tap = 3u + v:
-/// the A tile of (tap, output block, K step), 16 rows of kc values.
-inline void pack_bf16_weights(const float* w, const bf16_conv_plan& p, std::uint16_t* wp) {
+/// the A tile of (tap, output block, K step), 16 rows of kc values. `flipped`: w holds the
+/// weights of the transposed convolution, [p.C, p.B, 3, 3], and W[o, c, u, v] is
+/// w[c, o, 2 - u, 2 - v] (the kernel W~ of dx = conv(dy, W~), conv2d.hpp).
+inline void pack_bf16_weights(const float* w, const bf16_conv_plan& p, std::uint16_t* wp, bool flipped = false) {
   for (std::size_t tap = 0; tap < 9; ++tap)
     for (std::size_t ob = 0; ob < p.nob; ++ob)
       for (std::size_t kci = 0; kci < p.nkc; ++kci) {
         std::uint16_t* t = wp + ((tap * p.nob + ob) * p.nkc + kci) * 16 * p.kc;
         for (std::size_t r = 0; r < 16; ++r)
-          for (std::size_t k = 0; k < p.kc; ++k)
-            t[r * p.kc + k] = to_bf16(w[((16 * ob + r) * p.C + p.kc * kci + k) * 9 + tap]);
+          for (std::size_t k = 0; k < p.kc; ++k) {
+            const std::size_t o = 16 * ob + r, c = p.kc * kci + k;
+            t[r * p.kc + k] = to_bf16(flipped ? w[(c * p.B + o) * 9 + 8 - tap] : w[(o * p.C + c) * 9 + tap]);
+          }
       }
 }
+
+#if defined(__AVX512F__)
+/// to_bf16 of 16 floats at once: the bf16 bits in the upper half of each 32-bit lane.
+inline __m512i bf16_upper(__m512i u) {
+  const __m512i half = _mm512_set1_epi32(0x7fff), one = _mm512_set1_epi32(1), abs = _mm512_set1_epi32(0x7fffffff);
+  const __m512i inf = _mm512_set1_epi32(0x7f800000), quiet = _mm512_set1_epi32(0x40 << 16);
+  const __m512i r = _mm512_add_epi32(_mm512_add_epi32(u, half), _mm512_and_si512(_mm512_srli_epi32(u, 16), one));
+  const __mmask16 nan = _mm512_cmpgt_epi32_mask(_mm512_and_si512(u, abs), inf);
+  return _mm512_mask_blend_epi32(nan, r, _mm512_or_si512(u, quiet));
+}
+[[nodiscard]] inline __mmask16 tail_mask(std::size_t left) {
+  return static_cast<__mmask16>(left >= 16 ? 0xffffu : (1u << left) - 1u);
+}
+#endif
 
 /// d[j] = bf16(r0[j]) | bf16(r1[j]) << 16 for j < n (rounded to nearest even; NaN stays NaN).
 inline void pack_bf16_pairs(const float* r0, const float* r1, std::size_t n, std::uint32_t* d) {
   std::size_t j = 0;
 #if defined(__AVX512F__)
-  const __m512i half = _mm512_set1_epi32(0x7fff), one = _mm512_set1_epi32(1), abs = _mm512_set1_epi32(0x7fffffff);
-  const __m512i inf = _mm512_set1_epi32(0x7f800000), quiet = _mm512_set1_epi32(0x40);
-  const auto round = [&](__m512i u) {  // the upper 16 bits of the result are the bf16 value
-    const __m512i r = _mm512_add_epi32(_mm512_add_epi32(u, half), _mm512_and_si512(_mm512_srli_epi32(u, 16), one));
-    const __mmask16 nan = _mm512_cmpgt_epi32_mask(_mm512_and_si512(u, abs), inf);
-    return _mm512_mask_blend_epi32(nan, r, _mm512_or_si512(u, _mm512_slli_epi32(quiet, 16)));
-  };
   for (; j < n; j += 16) {
-    const auto m = static_cast<__mmask16>(n - j >= 16 ? 0xffffu : (1u << (n - j)) - 1u);
-    const __m512i lo = _mm512_srli_epi32(round(_mm512_castps_si512(_mm512_maskz_loadu_ps(m, r0 + j))), 16);
-    const __m512i hi = _mm512_and_si512(round(_mm512_castps_si512(_mm512_maskz_loadu_ps(m, r1 + j))),
+    const __mmask16 m = tail_mask(n - j);
+    const __m512i lo = _mm512_srli_epi32(bf16_upper(_mm512_castps_si512(_mm512_maskz_loadu_ps(m, r0 + j))), 16);
+    const __m512i hi = _mm512_and_si512(bf16_upper(_mm512_castps_si512(_mm512_maskz_loadu_ps(m, r1 + j))),
                                         _mm512_set1_epi32(static_cast<int>(0xffff0000u)));
     _mm512_mask_storeu_epi32(d + j, m, _mm512_or_si512(lo, hi));
   }
 #endif
   for (; j < n; ++j)
     d[j] = static_cast<std::uint32_t>(to_bf16(r0[j])) | (static_cast<std::uint32_t>(to_bf16(r1[j])) << 16);
+}
+
+/// d[j] = bf16(r[j]) for j < n.
+inline void to_bf16_row(const float* r, std::size_t n, std::uint16_t* d) {
+  std::size_t j = 0;
+#if defined(__AVX512F__)
+  for (; j < n; j += 16) {
+    const __mmask16 m = tail_mask(n - j);
+    const __m256i v =
+        _mm512_cvtepi32_epi16(_mm512_srli_epi32(bf16_upper(_mm512_castps_si512(_mm512_maskz_loadu_ps(m, r + j))), 16));
+    if (n - j >= 16) {
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(d + j), v);
+    } else {
+      alignas(32) std::uint16_t lanes[16];
+      _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), v);
+      std::memcpy(d + j, lanes, (n - j) * 2);
+    }
+  }
+#endif
+  for (; j < n; ++j) d[j] = to_bf16(r[j]);
 }
 
 /// q: plane c/2 holds at position (i + 1) Wp + j + 1 the pair bf16(m(x)[c, i, j]) (low half) and

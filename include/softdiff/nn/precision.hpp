@@ -1,13 +1,15 @@
 #pragma once
 // Arithmetic precision of the network's 3 x 3 convolutions, and bfloat16 conversion.
 //
-// float32 (the default) is the reference arithmetic: training, gradient checks, golden tests.
-// bf16 is an inference option (sampling, evaluation): the convolution's inputs and weights are
-// rounded to bfloat16 (8 bits of mantissa), products are exact and sums are float32 (AMX
-// TDPBF16PS, conv_bf16.hpp); everything else (GroupNorm, SiLU, attention, the time embedding,
-// the sampler) stays float32, and so do the stored weights. It is never chosen silently: the
-// caller asks for it (refunet::set_precision, `softdiff sample --precision bf16`), and a
-// processor without AMX-BF16 refuses it naming the missing feature (tile_engines.hpp).
+// float32 (the default) is the reference arithmetic: gradient checks, golden tests.
+// bf16 is an option for training and inference: the convolution's inputs, weights and (in
+// backward) output gradients are rounded to bfloat16 (8 bits of mantissa), products are exact
+// and sums are float32 (AMX TDPBF16PS: conv_bf16.hpp forward and dx, conv_bf16_grad.hpp dW);
+// everything else (GroupNorm, SiLU, attention, the time embedding, the loss, the optimiser and
+// its float32 master weights, the sampler) stays float32. It is never chosen silently: the
+// caller asks for it (refunet::set_precision, `softdiff train|sample|eval --precision bf16`),
+// a checkpoint records the precision it was trained in, and a processor without AMX-BF16
+// refuses it naming the missing feature (tile_engines.hpp).
 #include <bit>
 #include <cstdint>
 #include <string>

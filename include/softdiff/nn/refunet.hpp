@@ -400,9 +400,6 @@ public:
   void backward(const batch<T>& dphi, bool need_input_grad = false) {
     using ::softdiff::detail::concat;
     if (!forwarded_) throw error("refunet::backward: called before forward");
-    if (precision_ != precision::float32)
-      throw error(concat("refunet::backward: the network runs in ", precision_name(precision_),
-                         ", an inference precision (set_precision); training needs float32"));
     if (shape_of(dphi) != out_shape_)
       throw error(concat("refunet::backward: dphi ", to_string(shape_of(dphi)),
                          " does not match the last forward's output ", to_string(out_shape_)));
@@ -471,9 +468,10 @@ public:
   [[nodiscard]] std::size_t replicas_in_use() const { return active_; }
 
   /// The arithmetic of the 3 x 3 convolutions (precision.hpp): float32 (the default), or bf16
-  /// for inference (predict) on `engine`; layers bf16 does not apply to (fewer than 16 or not a
-  /// multiple of 16 channels, strided, 1 x 1) stay float32. bf16 on AMX throws here, naming the
-  /// missing CPU feature, where it cannot run; backward refuses a bf16 network.
+  /// on `engine`, forward and backward (training keeps float32 weights, gradients and
+  /// optimiser); layers bf16 does not apply to (fewer than 16 or not a multiple of 16 channels,
+  /// strided, 1 x 1) stay float32. bf16 on AMX throws here, naming the missing CPU feature,
+  /// where it cannot run.
   void set_precision(precision p, bf16_engine e = bf16_engine::amx) {
     if (p == precision::bf16) require_bf16_engine(e);
     precision_ = p, engine_ = e;

@@ -1,5 +1,5 @@
 #pragma once
-// The two engines that run conv_bf16.hpp's tile program: Intel AMX (TDPBF16PS on eight tile
+// The two engines that run the tile programs of conv_bf16.hpp and conv_bf16_grad.hpp: Intel AMX (TDPBF16PS on eight tile
 // registers) and a scalar emulation of the same instructions, so that the packing, tiling and
 // cropping around them are tested on every processor. Tiles, as the program uses them:
 //   0-3  C: 16 rows x 16 float32 (64 bytes a row)
@@ -101,6 +101,10 @@ struct emulated_tiles {
   static void zero() {
     std::memset(r().c[C], 0, sizeof(r().c[C]));
   }
+  template <int C>
+  static void load_c(const float* p, std::size_t stride_bytes) {
+    for (int m = 0; m < 16; ++m) std::memcpy(r().c[C][m], reinterpret_cast<const char*>(p) + m * stride_bytes, 64);
+  }
   template <int A>
   static void load_a(const std::uint16_t* p, std::size_t stride_bytes) {
     for (int m = 0; m < 16; ++m)
@@ -154,6 +158,13 @@ struct amx_tiles {
     else if constexpr (C == 1) _tile_zero(1);
     else if constexpr (C == 2) _tile_zero(2);
     else _tile_zero(3);
+  }
+  template <int C>
+  SOFTDIFF_AMX_TARGET static void load_c(const float* p, std::size_t stride_bytes) {
+    if constexpr (C == 0) _tile_loadd(0, p, stride_bytes);
+    else if constexpr (C == 1) _tile_loadd(1, p, stride_bytes);
+    else if constexpr (C == 2) _tile_loadd(2, p, stride_bytes);
+    else _tile_loadd(3, p, stride_bytes);
   }
   template <int A>
   SOFTDIFF_AMX_TARGET static void load_a(const std::uint16_t* p, std::size_t stride_bytes) {

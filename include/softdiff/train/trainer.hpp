@@ -51,6 +51,7 @@
 #include "softdiff/nn/ema.hpp"
 #include "softdiff/nn/layer_support.hpp"
 #include "softdiff/nn/parameter_store.hpp"
+#include "softdiff/nn/precision.hpp"
 #include "softdiff/random.hpp"
 #include "softdiff/soft_diffusion.hpp"
 #include "softdiff/tensor.hpp"
@@ -74,6 +75,9 @@ struct trainer_config {
   loss::loss_kind loss = loss::loss_kind::ssm;  // the objective; checkpoints without "loss" were ssm
   nn::adam_config adam{};     // lr 2e-4, betas 0.9 / 0.999, eps 1e-8, warm-up 5000, clipping at 1
   double ema_decay = 0.9999;  // ema <- decay ema + (1 - decay) weights after every step
+  // arithmetic of the network's 3 x 3 convolutions, forward and backward (nn/precision.hpp); the
+  // weights, gradients, optimiser and EMA are float32 either way
+  nn::precision arithmetic = nn::precision::float32;
 };
 
 /// "unit" (w = 1) or "inverse-variance" (w = 1 / sigma_t^2, the paper's appendix D).
@@ -97,6 +101,7 @@ struct trainer_config {
           {"weighting", weighting_name(c.weighting)},
           {"loss", loss::loss_kind_name(c.loss)},
           {"ema_decay", c.ema_decay},
+          {"precision", nn::precision_name(c.arithmetic)},
           {"adam",
            {{"lr", c.adam.lr},
             {"beta1", c.adam.beta1},
@@ -125,6 +130,7 @@ struct trainer_config {
     c.weighting = weighting_from_name(member(j, "weighting").get<std::string>());
     c.loss = loss::loss_kind_from_name(j.value("loss", std::string("ssm")));  // absent: written before the ablation
     c.ema_decay = number(j, "ema_decay");
+    c.arithmetic = nn::parse_precision(j.value("precision", std::string("float32")));  // absent: float32
     const nlohmann::json& a = member(j, "adam");
     c.adam.lr = number(a, "lr");
     c.adam.beta1 = number(a, "beta1");
@@ -181,6 +187,11 @@ public:
     Net& net = model_.network();
     detail::require(net.parameters().size() == net.store().size(), "train::trainer: the network has ",
                     net.parameters().size(), " parameters but its store lays out ", net.store().size());
+    if constexpr (requires { net.set_precision(config_.arithmetic); })
+      net.set_precision(config_.arithmetic);  // bf16 throws here, naming the missing CPU feature
+    else
+      detail::require(config_.arithmetic == nn::precision::float32, "train::trainer: this network has no ",
+                      nn::precision_name(config_.arithmetic), " arithmetic");
     adam_ = nn::adam<T>(net.parameter_count(), config_.adam);
     ema_ = nn::ema<T>(std::span<const T>(net.parameters()), config_.ema_decay);
     if (!model_.final_distribution().has_value()) model_.fit_final_distribution(data_);
@@ -251,7 +262,7 @@ public:
   }
 
   /// The "softdiff" metadata: `description` (what the caller knows: operator, schedule, data,
-  /// final distribution) with the trainer's fields added: format, step, precision and to_json(config).
+  /// final distribution) with the trainer's fields added: format, step and to_json(config) (which holds "precision").
   [[nodiscard]] nlohmann::json describe(nlohmann::json description = nlohmann::json::object()) const {
     if (description.is_null()) description = nlohmann::json::object();
     detail::require(description.is_object(), "train::trainer::describe: the description must be a JSON object, got ",
@@ -259,7 +270,6 @@ public:
     description["format"] = "softdiff-checkpoint";
     description["version"] = 1;
     description["step"] = step_;
-    description["precision"] = "float32";  // training arithmetic (bf16 is an inference option, nn/precision.hpp)
     const nlohmann::json config = to_json(config_);
     for (const auto& [key, value] : config.items()) description[key] = value;
     return description;

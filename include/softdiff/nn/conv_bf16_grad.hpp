@@ -1,0 +1,153 @@
+#pragma once
+// The weight gradient of the dense 3 x 3 convolution (stride 1, padding 1) of one sample in
+// bfloat16 tiles (tile_engines.hpp), for bf16 training (precision.hpp). conv2d.hpp's rule
+// dW^T = cols g^T, per tap (u, v) and with tap = 3u + v:
+//   dW^T[9c + tap, o] (+)= sum_{i, j} bf16(m(x)[c, i + u - 1, j + v - 1]) bf16(dy[o, i, j]),
+// products exact, sums float32. As a GEMM per tap: input channels are the rows (A: 16 channels x
+// 32 positions of the zero-padded input at the tap's shift, plain bf16 rows), output channels
+// the columns, output positions the K dimension. Positions run over the padded-width grid
+// l = i Wp + j of conv_bf16.hpp (Wp = W + 2); dy is zero at the columns j >= W and past the
+// grid, so those positions add nothing. B tiles hold dy transposed in VNNI pairs: row k of a
+// tile is positions (l0 + 2k, l0 + 2k + 1) of 16 output channels. K steps start at even
+// positions, so only dy needs the pair layout; the input is read at any shift as plain rows.
+// dx of the same convolution is conv_bf16.hpp's forward program on dy with the flipped weights.
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+
+#include "softdiff/nn/channel_affine.hpp"
+#include "softdiff/nn/conv_bf16.hpp"
+#include "softdiff/nn/precision.hpp"
+#include "softdiff/nn/tile_engines.hpp"
+
+namespace softdiff::nn::detail {
+
+/// Sizes of one sample's bf16 weight gradient (C input, B output channels, H x W).
+struct bf16_grad_plan {
+  std::size_t C, B, H, W, Wp, grid, grid_pad, row;
+  bf16_grad_plan(std::size_t in, std::size_t out, std::size_t h, std::size_t w)
+      : C(in), B(out), H(h), W(w), Wp(w + 2), grid(h * (w + 2)), grid_pad((grid + 31) / 32 * 32),
+        row((grid_pad + 2 * (w + 2) + 2 + 31) / 32 * 32) {}  // the farthest tap read stays inside a row
+  [[nodiscard]] std::size_t packed_input() const { return C * row; }        // bf16
+  [[nodiscard]] std::size_t packed_dy() const { return grid_pad / 2 * B; }  // 32-bit pairs
+  [[nodiscard]] std::size_t scratch() const { return H * W; }               // floats, and as many bf16
+};
+
+/// xb[c row + (i + 1) Wp + j + 1] = bf16(m(x)[c, i, j]); zero elsewhere (padding and slack).
+/// `plane` is scratch for one mapped channel.
+inline void pack_bf16_planes(const float* x, const channel_affine<float>& m, const bf16_grad_plan& p,
+                             std::uint16_t* xb, float* plane) {
+  const std::size_t H = p.H, W = p.W, Wp = p.Wp, HW = H * W;
+  for (std::size_t c = 0; c < p.C; ++c) {
+    const float* xc = x + c * HW;
+    if (!m.empty()) {
+      affine_silu_row(xc, HW, m.scale[c], m.shift[c], plane);
+      xc = plane;
+    }
+    std::uint16_t* d = xb + c * p.row;
+    std::fill(d, d + Wp + 1, std::uint16_t{0});
+    for (std::size_t i = 0; i < H; ++i) {
+      std::uint16_t* r = d + (i + 1) * Wp + 1;
+      to_bf16_row(xc + i * W, W, r);
+      r[W] = r[W + 1] = 0;  // right padding of this row, left padding of the next
+    }
+    std::fill(d + (H + 1) * Wp + 1, d + p.row, std::uint16_t{0});
+  }
+}
+
+/// dyT[(l / 2) B + o] holds bf16(dy[o, l]) in its low (l even) or high (l odd) half, for grid
+/// positions l = i Wp + j; zero at j >= W and past the grid. `row16` is scratch for one channel.
+inline void pack_bf16_dy_pairs(const float* dy, const bf16_grad_plan& p, std::uint32_t* dyT, std::uint16_t* row16) {
+  const std::size_t H = p.H, W = p.W, Wp = p.Wp, B = p.B;
+  std::fill(dyT, dyT + p.packed_dy(), 0u);
+  auto* half = reinterpret_cast<std::uint16_t*>(dyT);  // element 2 (pair B + o) + (l & 1)
+  for (std::size_t o = 0; o < B; ++o) {
+    to_bf16_row(dy + o * H * W, H * W, row16);
+    for (std::size_t i = 0; i < H; ++i)
+      for (std::size_t j = 0; j < W; ++j) {
+        const std::size_t l = i * Wp + j;
+        half[2 * ((l / 2) * B + o) + (l & 1)] = row16[i * W + j];
+      }
+  }
+}
+
+/// C tile t = 2 mc + mo of the program below: zeroed, or loaded to accumulate.
+template <class E, int T>
+SOFTDIFF_AMX_TARGET void bf16_grad_begin(const float* c, std::size_t stride, bool accumulate) {
+  if (accumulate)
+    E::template load_c<T>(c, stride);
+  else
+    E::template zero<T>();
+}
+
+/// Input channels c0 .. c0 + 16 MC - 1 x output channels o0 .. o0 + 16 MO - 1, every tap:
+/// dwT rows 9c + tap, columns o (row stride B).
+template <class E, int MC, int MO>
+SOFTDIFF_AMX_TARGET void bf16_grad_tiles(const bf16_grad_plan& p, const std::uint16_t* xb, const std::uint32_t* dyT,
+                                         float* dwT, std::size_t c0, std::size_t o0, bool accumulate) {
+  const std::size_t a_stride = p.row * 2, b_stride = p.B * 4, c_stride = 9 * p.B * 4, c_block = 16 * 9 * p.B;
+  for (std::size_t tap = 0; tap < 9; ++tap) {
+    const std::size_t shift = (tap / 3) * p.Wp + tap % 3;
+    float* c = dwT + (9 * c0 + tap) * p.B + o0;
+    bf16_grad_begin<E, 0>(c, c_stride, accumulate);
+    if constexpr (MO == 2) bf16_grad_begin<E, 1>(c + 16, c_stride, accumulate);
+    if constexpr (MC == 2) bf16_grad_begin<E, 2>(c + c_block, c_stride, accumulate);
+    if constexpr (MC == 2 && MO == 2) bf16_grad_begin<E, 3>(c + c_block + 16, c_stride, accumulate);
+    for (std::size_t l0 = 0; l0 < p.grid_pad; l0 += 32) {
+      const std::uint16_t* a = xb + c0 * p.row + l0 + shift;
+      const std::uint32_t* b = dyT + l0 / 2 * p.B + o0;
+      E::template load_b<0>(b, b_stride);
+      if constexpr (MO == 2) E::template load_b<1>(b + 16, b_stride);
+      E::template load_a<0>(a, a_stride);
+      E::template dp<0, 0, 0>();
+      if constexpr (MO == 2) E::template dp<1, 0, 1>();
+      if constexpr (MC == 2) {
+        E::template load_a<1>(a + 16 * p.row, a_stride);
+        E::template dp<2, 1, 0>();
+        if constexpr (MO == 2) E::template dp<3, 1, 1>();
+      }
+    }
+    E::template store<0>(c, c_stride);
+    if constexpr (MO == 2) E::template store<1>(c + 16, c_stride);
+    if constexpr (MC == 2) E::template store<2>(c + c_block, c_stride);
+    if constexpr (MC == 2 && MO == 2) E::template store<3>(c + c_block + 16, c_stride);
+  }
+}
+
+/// One sample: dwT [9 C, B] = (accumulate ? dwT : 0) + its weight gradient (above). Workspaces:
+/// xb (packed_input), dyT (packed_dy), plane (scratch floats), row16 (scratch bf16).
+template <class E>
+void conv3x3_bf16_grad_sample(const bf16_grad_plan& p, const float* x, const channel_affine<float>& m,
+                              const float* dy, float* dwT, bool accumulate, std::uint16_t* xb, std::uint32_t* dyT,
+                              float* plane, std::uint16_t* row16) {
+  pack_bf16_planes(x, m, p, xb, plane);
+  pack_bf16_dy_pairs(dy, p, dyT, row16);
+  E::configure(32);  // A and B rows of 64 bytes: 32 positions, 16 channel pairs
+  for (std::size_t c0 = 0; c0 < p.C; c0 += 32)
+    for (std::size_t o0 = 0; o0 < p.B; o0 += 32) {
+      const bool two_c = c0 + 32 <= p.C, two_o = o0 + 32 <= p.B;
+      if (two_c && two_o)
+        bf16_grad_tiles<E, 2, 2>(p, xb, dyT, dwT, c0, o0, accumulate);
+      else if (two_c)
+        bf16_grad_tiles<E, 2, 1>(p, xb, dyT, dwT, c0, o0, accumulate);
+      else if (two_o)
+        bf16_grad_tiles<E, 1, 2>(p, xb, dyT, dwT, c0, o0, accumulate);
+      else
+        bf16_grad_tiles<E, 1, 1>(p, xb, dyT, dwT, c0, o0, accumulate);
+    }
+  E::release();
+}
+
+/// conv3x3_bf16_grad_sample on `engine`'s tiles (the emulation where this build has no AMX code).
+inline void conv3x3_bf16_grad_sample_on(bf16_engine engine, const bf16_grad_plan& p, const float* x,
+                                        const channel_affine<float>& m, const float* dy, float* dwT, bool accumulate,
+                                        std::uint16_t* xb, std::uint32_t* dyT, float* plane, std::uint16_t* row16) {
+#if SOFTDIFF_AMX_CODE
+  if (engine == bf16_engine::amx)
+    return conv3x3_bf16_grad_sample<amx_tiles>(p, x, m, dy, dwT, accumulate, xb, dyT, plane, row16);
+#endif
+  (void)engine;
+  conv3x3_bf16_grad_sample<emulated_tiles>(p, x, m, dy, dwT, accumulate, xb, dyT, plane, row16);
+}
+
+}  // namespace softdiff::nn::detail
