@@ -298,6 +298,110 @@ TEST_CASE("cli train: the recipe options are recorded, and a resumed run must re
   }
 }
 
+namespace {
+
+/// The rows of DIR/loss.csv after its header, as (step, loss).
+std::vector<std::pair<long, double>> loss_rows(const fs::path& file) {
+  std::ifstream in(file);
+  std::string line;
+  REQUIRE(std::getline(in, line));
+  CHECK(line == "step,loss");
+  std::vector<std::pair<long, double>> rows;
+  while (std::getline(in, line)) {
+    const std::size_t comma = line.find(',');
+    REQUIRE(comma != std::string::npos);
+    rows.emplace_back(std::stol(line.substr(0, comma)), std::stod(line.substr(comma + 1)));
+  }
+  return rows;
+}
+
+}  // namespace
+
+TEST_CASE("cli train: loss.csv holds the loss curve and a resumed run continues it", "[cli][train]") {
+  REQUIRE(fs::exists(test::tool_path));
+  test::temp_dir dir("cli-train-curve");
+  const fs::path data = write_images(dir, "x.npy", 16, 1, 8, 8);
+  const fs::path a = dir / "a", b = dir / "b";
+  const std::string common = " --data " + q(data) + tiny_net + " --loss-every 2 --checkpoint-every 100";
+  result r = run_tool(dir, "train --out " + q(a) + " --steps 6" + common);
+  INFO(r.out << r.err);
+  REQUIRE(r.status == 0);
+  const auto whole = loss_rows(a / "loss.csv");
+  REQUIRE(whole.size() == 3);
+  for (std::size_t i = 0; i < whole.size(); ++i) {
+    CHECK(whole[i].first == static_cast<long>(2 * (i + 1)));
+    CHECK(std::isfinite(whole[i].second));
+    CHECK(whole[i].second > 0);
+  }
+  // 4 steps, then 6: rows beyond the checkpoint's step (none here) are dropped, the rest kept,
+  // and the resumed rows equal the one-go run's (the same steps, bitwise the same losses)
+  REQUIRE(run_tool(dir, "train --out " + q(b) + " --steps 4" + common).status == 0);
+  REQUIRE(loss_rows(b / "loss.csv").size() == 2);
+  r = run_tool(dir, "train --out " + q(b) + " --steps 6 --data " + q(data) + " --loss-every 2");
+  INFO(r.out << r.err);
+  REQUIRE(r.status == 0);
+  CHECK(read_text(b / "loss.csv") == read_text(a / "loss.csv"));
+  r = run_tool(dir, "train --out " + q(dir / "c") + " --steps 2 --loss-every 0" + common);
+  CHECK(r.status == 2);
+}
+
+TEST_CASE("cli train: --precision bf16 trains, is recorded in the checkpoint and kept on resume", "[cli][train][bf16]") {
+  REQUIRE(fs::exists(test::tool_path));
+  test::temp_dir dir("cli-train-bf16");
+  const fs::path data = write_images(dir, "x.npy", 16, 1, 8, 8);
+  const fs::path f = dir / "f", h = dir / "h", h2 = dir / "h2";
+  // base 8, mult (1, 2): the 16-channel level is the one bf16 changes (nn/precision.hpp)
+  const std::string common = " --data " + q(data) + tiny_net + " --loss-every 1 --checkpoint-every 100";
+  result r = run_tool(dir, "train --out " + q(f) + " --steps 4" + common + " --precision float32");
+  INFO(r.out << r.err);
+  REQUIRE(r.status == 0);
+  CHECK(softdiff_meta(f / "checkpoint.safetensors").at("precision") == "float32");
+
+  r = run_tool(dir, "train --out " + q(h) + " --steps 4" + common + " --precision bf16");
+  INFO(r.out << r.err);
+  if (!nn::amx_status().usable) {  // refused before any training, naming the missing feature
+    CHECK(r.status == 2);
+    CHECK(contains(r.err, "amx"));
+    CHECK_FALSE(fs::exists(h / "checkpoint.safetensors"));
+    return;
+  }
+  REQUIRE(r.status == 0);
+  CHECK(softdiff_meta(h / "checkpoint.safetensors").at("precision") == "bf16");
+  // the same steps in bf16 give a loss curve close to float32's, but not the same
+  const auto lf = loss_rows(f / "loss.csv"), lh = loss_rows(h / "loss.csv");
+  REQUIRE(lf.size() == 4);
+  REQUIRE(lh.size() == 4);
+  double most = 0;
+  for (std::size_t i = 0; i < lf.size(); ++i) {
+    CHECK(lh[i].first == lf[i].first);
+    most = std::max(most, std::abs(lh[i].second - lf[i].second) / lf[i].second);
+  }
+  CHECK(most > 0);
+  CHECK(most < 0.05);
+
+  // resuming keeps bf16 without being told, bitwise as one run; another precision is refused
+  REQUIRE(run_tool(dir, "train --out " + q(h2) + " --steps 2" + common + " --precision bf16").status == 0);
+  r = run_tool(dir, "train --out " + q(h2) + " --steps 4 --data " + q(data) + " --loss-every 1");
+  INFO(r.out << r.err);
+  REQUIRE(r.status == 0);
+  CHECK(softdiff_meta(h2 / "checkpoint.safetensors").at("precision") == "bf16");
+  CHECK(read_text(h2 / "loss.csv") == read_text(h / "loss.csv"));
+  const data::safetensors_file one = data::read_safetensors(h / "checkpoint.safetensors");
+  const data::safetensors_file two = data::read_safetensors(h2 / "checkpoint.safetensors");
+  std::size_t same = 0;
+  for (const auto& [name, t] : one.tensors) same += two.contains(name) && two.at(name).bytes == t.bytes;
+  CHECK(same == one.tensors.size());
+  r = run_tool(dir, "train --out " + q(h2) + " --steps 5 --precision float32");
+  CHECK(r.status == 2);
+  CHECK(contains(r.err, "--precision float32 differs from bf16"));
+
+  // a bf16-trained checkpoint samples in float32 and says which it used
+  r = run_tool(dir, "sample --ckpt " + q(h / "checkpoint.safetensors") + " --steps 3 --count 2 --out " + q(dir / "s.png"));
+  INFO(r.out << r.err);
+  REQUIRE(r.status == 0);
+  CHECK(contains(r.err, "precision: float32, checkpoint trained in bf16"));
+}
+
 TEST_CASE("cli train: growing noise, eq. 7 and the mse-matched schedule train, are recorded and sample", "[cli][train][recipe]") {
   REQUIRE(fs::exists(test::tool_path));
   test::temp_dir dir("cli-train-ablations");
