@@ -27,19 +27,22 @@ namespace {
 
 constexpr std::size_t kBatch = 64, kSize = 28;
 
-/// One network, optimiser and batch for the whole run, warmed up (buffers sized) once.
+/// A network, optimiser and batch, warmed up (buffers sized) once.
 struct setup {
-  nn::refunet<float> net{nn::refunet_config{}, 2024};
+  nn::refunet<float> net;
   nn::adam<float> opt{net.parameter_count(), nn::adam_config{}};
-  batch<float> x{shape4{kBatch, 1, kSize, kSize}}, target{shape4{kBatch, 1, kSize, kSize}};
-  batch<float> phi, dphi{shape4{kBatch, 1, kSize, kSize}};
-  std::vector<double> t = std::vector<double>(kBatch);
+  batch<float> x, target, phi, dphi;
+  std::vector<double> t;
   float loss = 0;
 
-  setup() {
+  explicit setup(const nn::refunet_config& cfg = {}, std::size_t count = kBatch,
+                 nn::precision arithmetic = nn::precision::float32)
+      : net(cfg, 2024), x(shape4{count, 1, kSize, kSize}), target(shape4{count, 1, kSize, kSize}),
+        dphi(shape4{count, 1, kSize, kSize}), t(count) {
+    net.set_precision(arithmetic);
     noise_source{7, 1}.fill(x);
     noise_source{7, 2}.fill(target);
-    for (std::size_t n = 0; n < kBatch; ++n) t[n] = noise_source{7, 3}.uniform(n);
+    for (std::size_t n = 0; n < count; ++n) t[n] = noise_source{7, 3}.uniform(n);
     train_step();  // sizes every workspace
     net.predict(x, t, phi);
   }
@@ -99,6 +102,26 @@ void BM_refunet_train_step(benchmark::State& state) {
   state.counters["replicas"] = double(s.net.replicas_in_use());
 }
 
+/// A training step by precision: arguments base channels, batch, bf16 (1: the 3 x 3
+/// convolutions' forward and backward in bf16 on AMX, `softdiff train --precision bf16`;
+/// reported as an error where AMX is missing). Base 16 at batch 32 is the main recipe's
+/// network (scripts/recipe.sh), base 32 at batch 64 the default configuration.
+void BM_refunet_train_step_precision(benchmark::State& state) {
+  nn::refunet_config cfg;
+  cfg.base_channels = static_cast<std::size_t>(state.range(0));
+  const bool bf16 = state.range(2) != 0;
+  if (bf16 && !nn::amx_status().usable) {
+    state.SkipWithError(("bf16 needs AMX: " + nn::amx_status().missing).c_str());
+    return;
+  }
+  setup s(cfg, static_cast<std::size_t>(state.range(1)), bf16 ? nn::precision::bf16 : nn::precision::float32);
+  for (auto _ : state) {
+    s.train_step();
+    benchmark::DoNotOptimize(s.loss);
+  }
+  state.counters["steps/s"] = benchmark::Counter(double(state.iterations()), benchmark::Counter::kIsRate);
+}
+
 /// Sampling throughput: network evaluations per second (images through predict per second) for
 /// the main job's network (base 16, docs/guide.md) at the batch sizes the tool samples with:
 /// `softdiff sample` and `softdiff eval` draw in chunks of --chunk (250 by default), and 64 is
@@ -153,6 +176,19 @@ BENCHMARK(BM_refunet_train_step)
     ->MeasureProcessCPUTime()
     ->Iterations(1)
     ->Repetitions(6)
+    ->ComputeStatistics("min", best);
+
+BENCHMARK(BM_refunet_train_step_precision)
+    ->ArgNames({"base", "batch", "bf16"})
+    ->Args({16, 32, 0})
+    ->Args({16, 32, 1})
+    ->Args({32, 64, 0})
+    ->Args({32, 64, 1})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime()
+    ->MeasureProcessCPUTime()
+    ->Iterations(4)
+    ->Repetitions(5)
     ->ComputeStatistics("min", best);
 
 BENCHMARK(BM_refunet_sampling_nfe)
