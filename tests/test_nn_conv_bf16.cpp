@@ -12,7 +12,9 @@
 //    same bits on one thread as on two.
 #include <catch2/catch.hpp>
 
+#include <array>
 #include <cmath>
+#include <cstdint>
 #include <cstddef>
 #include <span>
 #include <vector>
@@ -202,6 +204,31 @@ double worst_relative(std::span<const float> got, const std::vector<double>& wan
 }
 
 }  // namespace
+
+TEST_CASE("bf16 dW packing: dy in VNNI pairs transposed, zero in the padding", "[nn][bf16]") {
+  // the packed layout element by element, against its definition (conv_bf16_grad.hpp): under
+  // AVX-512 the 16 x 16 word transpose of registers, in the _avx2 build the scalar loop
+  for (const auto [B, H, W] : {std::array<std::size_t, 3>{16, 7, 7}, std::array<std::size_t, 3>{48, 28, 28},
+                               std::array<std::size_t, 3>{32, 4, 14}}) {
+    const nn::detail::bf16_grad_plan p(16, B, H, W);
+    const batch<float> dy = random_tensor<float, 4>({1, B, H, W}, 91, 1);
+    std::vector<std::uint32_t> dyT(p.packed_dy(), 0xDEADBEEFu), block(p.dy_block() / 2, 0xDEADBEEFu);
+    nn::detail::pack_bf16_dy_pairs(dy.data(), p, dyT.data(), block.data());
+    std::size_t wrong = 0, nonzero = 0;
+    for (std::size_t l = 0; l < p.grid_pad; ++l)
+      for (std::size_t o = 0; o < B; ++o) {
+        const std::size_t i = l / p.Wp, j = l % p.Wp;
+        const std::uint16_t want = (i < H && j < W) ? nn::detail::to_bf16(dy.data()[(o * H + i) * W + j]) : 0;
+        const std::uint32_t word = dyT[(l / 2) * B + o];
+        const auto got = static_cast<std::uint16_t>(l % 2 == 0 ? word & 0xFFFFu : word >> 16);
+        wrong += got != want;
+        nonzero += got != 0;
+      }
+    INFO("B " << B << ", " << H << " x " << W);
+    CHECK(wrong == 0);
+    CHECK(nonzero > B * H * W / 2);
+  }
+}
 
 TEST_CASE("bf16 backward equals float64 on bf16-rounded operands", "[nn][bf16]") {
   struct bf16_case {

@@ -14,7 +14,6 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
-#include <cstring>
 
 #if defined(__AVX512F__)
 #include <immintrin.h>
@@ -95,17 +94,10 @@ inline void pack_bf16_pairs(const float* r0, const float* r1, std::size_t n, std
 inline void to_bf16_row(const float* r, std::size_t n, std::uint16_t* d) {
   std::size_t j = 0;
 #if defined(__AVX512F__)
-  for (; j < n; j += 16) {
+  for (; j < n; j += 16) {  // the tail by masked load and masked narrowing store (rows of 28)
     const __mmask16 m = tail_mask(n - j);
-    const __m256i v =
-        _mm512_cvtepi32_epi16(_mm512_srli_epi32(bf16_upper(_mm512_castps_si512(_mm512_maskz_loadu_ps(m, r + j))), 16));
-    if (n - j >= 16) {
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(d + j), v);
-    } else {
-      alignas(32) std::uint16_t lanes[16];
-      _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), v);
-      std::memcpy(d + j, lanes, (n - j) * 2);
-    }
+    _mm512_mask_cvtepi32_storeu_epi16(
+        d + j, m, _mm512_srli_epi32(bf16_upper(_mm512_castps_si512(_mm512_maskz_loadu_ps(m, r + j))), 16));
   }
 #endif
   for (; j < n; ++j) d[j] = to_bf16(r[j]);

@@ -30,7 +30,8 @@ struct bf16_grad_plan {
         row((grid_pad + 2 * (w + 2) + 2 + 31) / 32 * 32) {}  // the farthest tap read stays inside a row
   [[nodiscard]] std::size_t packed_input() const { return C * row; }        // bf16
   [[nodiscard]] std::size_t packed_dy() const { return grid_pad / 2 * B; }  // 32-bit pairs
-  [[nodiscard]] std::size_t scratch() const { return H * W; }               // floats, and as many bf16
+  [[nodiscard]] std::size_t scratch() const { return H * W; }               // floats: one mapped plane
+  [[nodiscard]] std::size_t dy_block() const { return 16 * grid_pad; }      // bf16: 16 padded dy planes
 };
 
 /// xb[c row + (i + 1) Wp + j + 1] = bf16(m(x)[c, i, j]); zero elsewhere (padding and slack).
@@ -55,19 +56,60 @@ inline void pack_bf16_planes(const float* x, const channel_affine<float>& m, con
   }
 }
 
+/// out[q out_stride + k] = in[k in_stride + q] for k < 16, q < n (n a multiple of 16): 32-bit
+/// words, 16 x 16 blocks (under AVX-512 one block is 16 loads, 64 in-register shuffles and 16
+/// stores; the scalar loop is the same map).
+inline void transpose_words16(const std::uint32_t* in, std::size_t in_stride, std::size_t n, std::uint32_t* out,
+                              std::size_t out_stride) {
+#if defined(__AVX512F__)
+  for (std::size_t q0 = 0; q0 < n; q0 += 16) {
+    __m512i r[16], t[16];
+    for (std::size_t k = 0; k < 16; ++k) r[k] = _mm512_loadu_si512(in + k * in_stride + q0);
+    for (std::size_t k = 0; k < 16; k += 2) {  // per 128-bit lane: pairs of rows interleaved
+      t[k] = _mm512_unpacklo_epi32(r[k], r[k + 1]);
+      t[k + 1] = _mm512_unpackhi_epi32(r[k], r[k + 1]);
+    }
+    for (std::size_t b = 0; b < 16; b += 4) {  // r[b + c], lane L: column 4L + c of rows b .. b + 3
+      r[b] = _mm512_unpacklo_epi64(t[b], t[b + 2]);
+      r[b + 1] = _mm512_unpackhi_epi64(t[b], t[b + 2]);
+      r[b + 2] = _mm512_unpacklo_epi64(t[b + 1], t[b + 3]);
+      r[b + 3] = _mm512_unpackhi_epi64(t[b + 1], t[b + 3]);
+    }
+    for (std::size_t c = 0; c < 4; ++c) {  // gather lane L of r[c], r[4 + c], r[8 + c], r[12 + c]
+      const __m512i v = _mm512_shuffle_i32x4(r[c], r[4 + c], 0x88), w = _mm512_shuffle_i32x4(r[c], r[4 + c], 0xdd);
+      const __m512i v2 = _mm512_shuffle_i32x4(r[8 + c], r[12 + c], 0x88);
+      const __m512i w2 = _mm512_shuffle_i32x4(r[8 + c], r[12 + c], 0xdd);
+      std::uint32_t* o = out + (q0 + c) * out_stride;
+      _mm512_storeu_si512(o, _mm512_shuffle_i32x4(v, v2, 0x88));                   // column c
+      _mm512_storeu_si512(o + 4 * out_stride, _mm512_shuffle_i32x4(w, w2, 0x88));  // 4 + c
+      _mm512_storeu_si512(o + 8 * out_stride, _mm512_shuffle_i32x4(v, v2, 0xdd));  // 8 + c
+      _mm512_storeu_si512(o + 12 * out_stride, _mm512_shuffle_i32x4(w, w2, 0xdd));  // 12 + c
+    }
+  }
+#else
+  for (std::size_t q0 = 0; q0 < n; q0 += 16)
+    for (std::size_t k = 0; k < 16; ++k)
+      for (std::size_t q = q0; q < q0 + 16; ++q) out[q * out_stride + k] = in[k * in_stride + q];
+#endif
+}
+
 /// dyT[(l / 2) B + o] holds bf16(dy[o, l]) in its low (l even) or high (l odd) half, for grid
-/// positions l = i Wp + j; zero at j >= W and past the grid. `row16` is scratch for one channel.
-inline void pack_bf16_dy_pairs(const float* dy, const bf16_grad_plan& p, std::uint32_t* dyT, std::uint16_t* row16) {
-  const std::size_t H = p.H, W = p.W, Wp = p.Wp, B = p.B;
-  std::fill(dyT, dyT + p.packed_dy(), 0u);
-  auto* half = reinterpret_cast<std::uint16_t*>(dyT);  // element 2 (pair B + o) + (l & 1)
-  for (std::size_t o = 0; o < B; ++o) {
-    to_bf16_row(dy + o * H * W, H * W, row16);
-    for (std::size_t i = 0; i < H; ++i)
-      for (std::size_t j = 0; j < W; ++j) {
-        const std::size_t l = i * Wp + j;
-        half[2 * ((l / 2) * B + o) + (l & 1)] = row16[i * W + j];
+/// positions l = i Wp + j; zero at j >= W and past the grid. Per 16 output channels: their
+/// padded bf16 planes into `block` (dy_block()), then one transpose of their 32-bit pairs.
+inline void pack_bf16_dy_pairs(const float* dy, const bf16_grad_plan& p, std::uint32_t* dyT, std::uint32_t* block) {
+  const std::size_t H = p.H, W = p.W, Wp = p.Wp, HW = H * W, pairs = p.grid_pad / 2;
+  auto* planes = reinterpret_cast<std::uint16_t*>(block);  // plane k: block[k pairs ..], l at half l
+  for (std::size_t o0 = 0; o0 < p.B; o0 += 16) {
+    for (std::size_t k = 0; k < 16; ++k) {
+      std::uint16_t* d = planes + k * p.grid_pad;
+      const float* src = dy + (o0 + k) * HW;
+      for (std::size_t i = 0; i < H; ++i) {
+        to_bf16_row(src + i * W, W, d + i * Wp);
+        d[i * Wp + W] = d[i * Wp + W + 1] = 0;
       }
+      std::fill(d + p.grid, d + p.grid_pad, std::uint16_t{0});
+    }
+    transpose_words16(block, pairs, pairs, dyT + o0, p.B);
   }
 }
 
@@ -115,13 +157,13 @@ SOFTDIFF_AMX_TARGET void bf16_grad_tiles(const bf16_grad_plan& p, const std::uin
 }
 
 /// One sample: dwT [9 C, B] = (accumulate ? dwT : 0) + its weight gradient (above). Workspaces:
-/// xb (packed_input), dyT (packed_dy), plane (scratch floats), row16 (scratch bf16).
+/// xb (packed_input), dyT (packed_dy), plane (scratch floats), block (dy_block bf16, as words).
 template <class E>
 void conv3x3_bf16_grad_sample(const bf16_grad_plan& p, const float* x, const channel_affine<float>& m,
                               const float* dy, float* dwT, bool accumulate, std::uint16_t* xb, std::uint32_t* dyT,
-                              float* plane, std::uint16_t* row16) {
+                              float* plane, std::uint32_t* block) {
   pack_bf16_planes(x, m, p, xb, plane);
-  pack_bf16_dy_pairs(dy, p, dyT, row16);
+  pack_bf16_dy_pairs(dy, p, dyT, block);
   E::configure(32);  // A and B rows of 64 bytes: 32 positions, 16 channel pairs
   for (std::size_t c0 = 0; c0 < p.C; c0 += 32)
     for (std::size_t o0 = 0; o0 < p.B; o0 += 32) {
@@ -141,13 +183,13 @@ void conv3x3_bf16_grad_sample(const bf16_grad_plan& p, const float* x, const cha
 /// conv3x3_bf16_grad_sample on `engine`'s tiles (the emulation where this build has no AMX code).
 inline void conv3x3_bf16_grad_sample_on(bf16_engine engine, const bf16_grad_plan& p, const float* x,
                                         const channel_affine<float>& m, const float* dy, float* dwT, bool accumulate,
-                                        std::uint16_t* xb, std::uint32_t* dyT, float* plane, std::uint16_t* row16) {
+                                        std::uint16_t* xb, std::uint32_t* dyT, float* plane, std::uint32_t* block) {
 #if SOFTDIFF_AMX_CODE
   if (engine == bf16_engine::amx)
-    return conv3x3_bf16_grad_sample<amx_tiles>(p, x, m, dy, dwT, accumulate, xb, dyT, plane, row16);
+    return conv3x3_bf16_grad_sample<amx_tiles>(p, x, m, dy, dwT, accumulate, xb, dyT, plane, block);
 #endif
   (void)engine;
-  conv3x3_bf16_grad_sample<emulated_tiles>(p, x, m, dy, dwT, accumulate, xb, dyT, plane, row16);
+  conv3x3_bf16_grad_sample<emulated_tiles>(p, x, m, dy, dwT, accumulate, xb, dyT, plane, block);
 }
 
 }  // namespace softdiff::nn::detail

@@ -64,7 +64,8 @@ public:
     const bf16_grad_plan gp(A, B, H, W);
     const bf16_conv_plan xp(B, A, H, W);  // dx = conv(dy, W~): B channels in, A out
     const std::size_t HW = H * W, n_acc = 9 * A * B + B;
-    const std::size_t per16 = gp.packed_input() + gp.scratch(), per32 = gp.packed_dy() + (dx ? xp.packed_input() : 0);
+    const std::size_t per16 = gp.packed_input();
+    const std::size_t per32 = gp.packed_dy() + gp.dy_block() / 2 + (dx ? xp.packed_input() : 0);
     const std::size_t perf = gp.scratch() + (dx ? xp.grid_output() + xp.row_scratch() : 0);
     const auto slots = static_cast<std::size_t>(p.threads);
     std::uint16_t *h = reserve(h_, slots * per16), *wf = nullptr;
@@ -80,8 +81,8 @@ public:
 #pragma omp parallel for schedule(static) num_threads(p.threads) if (p.over_segments)
     for (std::ptrdiff_t seg = 0; seg < segments; ++seg) {
       const auto t = static_cast<std::size_t>(omp_get_thread_num()), s = static_cast<std::size_t>(seg);
-      std::uint16_t *xb = h + t * per16, *row16 = xb + gp.packed_input();
-      std::uint32_t *dyT = q + t * per32, *qx = dyT + gp.packed_dy();
+      std::uint16_t* xb = h + t * per16;
+      std::uint32_t *dyT = q + t * per32, *block = dyT + gp.packed_dy(), *qx = block + gp.dy_block() / 2;
       float *plane = f + t * perf, *gbuf = plane + gp.scratch(), *rows = gbuf + xp.grid_output();
       float* dwT = acc + p.slot(s) * n_acc;
       float* db = dwT + 9 * A * B;
@@ -89,7 +90,7 @@ public:
       const std::size_t n0 = p.begin(N, s), n1 = p.begin(N, s + 1);
       for (std::size_t n = n0; n < n1; ++n) {
         const float* gn = dy + n * B * HW;
-        conv3x3_bf16_grad_sample_on(engine, gp, x + n * A * HW, m.sample(n), gn, dwT, n > n0, xb, dyT, plane, row16);
+        conv3x3_bf16_grad_sample_on(engine, gp, x + n * A * HW, m.sample(n), gn, dwT, n > n0, xb, dyT, plane, block);
         for (std::size_t o = 0; o < B; ++o) {
           const float* r = gn + o * HW;
           float sum = 0;
