@@ -31,6 +31,19 @@ struct reduction_plan {
   return {S, over ? std::min(threads, static_cast<int>(S)) : 1, over, !over && threads > 1};
 }
 
+/// db[o] += sum over l < L of g[o L + l], for o < B: one sample's bias gradient, each plane summed
+/// in one order (the float32 and the bf16 passes share it, so their dbias agree bit for bit).
+template <class T>
+void add_plane_sums(const T* g, std::size_t B, std::size_t L, T* db) {
+  for (std::size_t o = 0; o < B; ++o) {
+    const T* r = g + o * L;
+    T s = 0;
+#pragma omp simd reduction(+ : s)
+    for (std::size_t l = 0; l < L; ++l) s += r[l];
+    db[o] += s;
+  }
+}
+
 /// total (slot 0 of acc) += slot s: the partial sums of segments are added in segment order.
 template <class T>
 void fold_slot(T* acc, std::size_t s, std::size_t n_acc) {

@@ -402,13 +402,7 @@ private:
         for (std::size_t n = c0; n < c1; ++n) {
           const T* xn = xp + n * A * HW;
           const T* gn = gp + n * B * L;
-          for (std::size_t o = 0; o < B; ++o) {
-            const T* r = gn + o * L;
-            T s = 0;
-#pragma omp simd reduction(+ : s)
-            for (std::size_t l = 0; l < L; ++l) s += r[l];
-            db[o] += s;
-          }
+          detail::add_plane_sums(gn, B, L, db);
           detail::transpose(gn, B, L, gT + (n - c0) * L * B);
           if (shifted && !in_place) {
             T* xs = xpad + (n - c0) * x_step;

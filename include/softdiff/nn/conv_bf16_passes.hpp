@@ -91,13 +91,7 @@ public:
       for (std::size_t n = n0; n < n1; ++n) {
         const float* gn = dy + n * B * HW;
         conv3x3_bf16_grad_sample_on(engine, gp, x + n * A * HW, m.sample(n), gn, dwT, n > n0, xb, dyT, plane, block);
-        for (std::size_t o = 0; o < B; ++o) {
-          const float* r = gn + o * HW;
-          float sum = 0;
-#pragma omp simd reduction(+ : sum)
-          for (std::size_t l = 0; l < HW; ++l) sum += r[l];
-          db[o] += sum;
-        }
+        add_plane_sums(gn, B, HW, db);
         if (dx)
           conv3x3_bf16_sample_on(engine, xp, wf, gn, channel_affine<float>{}, zero_bias, nullptr, dx + n * A * HW, qx,
                                  gbuf, rows);
