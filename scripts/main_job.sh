@@ -12,6 +12,7 @@
 #   SOFTDIFF_PRECISION  arithmetic of training's 3x3 convolutions: float32 (default) or bf16
 #                       (AMX only; recorded in the checkpoint; a resumed run keeps its own)
 #   SOFTDIFF_SAMPLE_PRECISION  the same for sampling and evaluation (default float32)
+#   SOFTDIFF_SEED       training seed (default 1; sampling and evaluation seeds stay 2, 3 and 4)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install_deps.sh
@@ -36,7 +37,7 @@ if [ ! -f "$out/checkpoint.safetensors" ]; then
   recipe+=(--precision "${SOFTDIFF_PRECISION:-float32}")
 fi
 "$tool" forward-process --out "$out/forward_process.png" --op "$RECIPE_OP" --max-level 28 --steps 10 "${noise[@]}"
-"$tool" train --out "$out" --minutes "$minutes" --steps "$RECIPE_STEPS" --seed 1 --sample-every 1000 \
+"$tool" train --out "$out" --minutes "$minutes" --steps "$RECIPE_STEPS" --seed "${SOFTDIFF_SEED:-1}" --sample-every 1000 \
   ${recipe[@]+"${recipe[@]}"}
 "$tool" sample --ckpt "$out/checkpoint.safetensors" --sampler momentum --steps "$MAIN_JOB_MOMENTUM_STEPS" \
   --count 64 --seed 2 --out "$out/samples.png" "${sample_precision[@]}"
