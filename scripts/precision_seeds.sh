@@ -20,12 +20,14 @@ shift 2
 source scripts/recipe.sh
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 mapfile -t recipe < <(recipe_train_args; printf '%s\n' "${RECIPE_NET[@]}")
+for run in "$@"; do  # every pair checked before anything is trained
+  case "${run%%:*}" in float32 | bf16) ;; *) echo "precision_seeds.sh: bad precision in '$run' (float32 or bf16)" >&2; exit 2 ;; esac
+  [[ "$run" =~ :[0-9]+$ ]] || { echo "precision_seeds.sh: bad seed in '$run' (PRECISION:SEED, SEED a whole number)" >&2; exit 2; }
+done
 mkdir -p "$out"
 for run in "$@"; do
   precision=${run%%:*}
   seed=${run#*:}
-  case "$precision" in float32 | bf16) ;; *) echo "precision_seeds.sh: bad precision in '$run'" >&2; exit 2 ;; esac
-  [[ "$seed" =~ ^[0-9]+$ ]] || { echo "precision_seeds.sh: bad seed in '$run'" >&2; exit 2; }
   dir=$out/${precision}_seed$seed
   args=()  # a resumed run takes recipe, seed and precision from its checkpoint
   [ -f "$dir/checkpoint.safetensors" ] || args=(--seed "$seed" --precision "$precision" "${recipe[@]}")
