@@ -11,7 +11,7 @@ bash scripts/install_deps.sh python3-matplotlib
 build=${1:-build-sanitize}
 # -O1: sanitized code at -O3 compiles much more slowly and runs little faster. Assertions stay on.
 cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g1" \
-      -DSOFTDIFF_SANITIZE=ON -DSOFTDIFF_ENABLE_CUDA=OFF -DSOFTDIFF_BUILD_BENCH=OFF
+      -DSOFTDIFF_SANITIZE=ON -DSOFTDIFF_ENABLE_CUDA=OFF -DSOFTDIFF_BUILD_BENCH=OFF -DSOFTDIFF_STRICT_HEADER_CHECK=ON
 cmake --build "$build" -j "$(nproc)"
 logs=$(realpath "$build")/sanitizer_reports
 rm -rf "$logs" && mkdir -p "$logs"

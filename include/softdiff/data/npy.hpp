@@ -359,7 +359,7 @@ template <class T>
 [[nodiscard]] batch<T> read_npy_batch(const std::filesystem::path& path) {
   auto f = detail::npy_open(path, ".npy file");
   const npy_header h = detail::npy_read_header(f.get(), path);
-  detail::require(h.shape.size() == 4, path.string(), ": expected a 4-D NCHW array, got shape ",
+  softdiff::detail::require(h.shape.size() == 4, path.string(), ": expected a 4-D NCHW array, got shape ",
                   npy_shape_string(h.shape));
   batch<T> x(shape4{h.shape[0], h.shape[1], h.shape[2], h.shape[3]});
   detail::npy_read_data(f.get(), h, x.data(), x.size(), path.string());
@@ -372,7 +372,7 @@ void write_npy(const std::filesystem::path& path, std::span<const T> data, std::
   constexpr npy_dtype dtype = npy_dtype_of<T>();
   std::size_t count = 1;
   for (std::size_t s : shape) count *= s;
-  detail::require(count == data.size(), path.string(), ": write_npy: shape ", npy_shape_string(shape), " has ",
+  softdiff::detail::require(count == data.size(), path.string(), ": write_npy: shape ", npy_shape_string(shape), " has ",
                   count, " elements but ", data.size(), " were given");
   const std::string header = detail::npy_header_bytes(dtype, shape);
 
@@ -380,7 +380,7 @@ void write_npy(const std::filesystem::path& path, std::span<const T> data, std::
   const std::string tmp = out.temporary().string();
   {
     detail::npy_unique_file f(std::fopen(out.temporary().c_str(), "wb"));
-    detail::require(f != nullptr, path.string(), ": cannot create ", tmp, ": ", std::strerror(errno));
+    softdiff::detail::require(f != nullptr, path.string(), ": cannot create ", tmp, ": ", std::strerror(errno));
     bool ok = std::fwrite(header.data(), 1, header.size(), f.get()) == header.size();
     if constexpr (std::endian::native == std::endian::little || sizeof(T) == 1) {
       // an empty array's data() may be null, which fwrite must not receive
@@ -393,9 +393,9 @@ void write_npy(const std::filesystem::path& path, std::span<const T> data, std::
         ok = std::fwrite(b, 1, sizeof(T), f.get()) == sizeof(T);
       }
     }
-    detail::require(ok, path.string(), ": write to ", tmp, " failed: ", std::strerror(errno));
+    softdiff::detail::require(ok, path.string(), ": write to ", tmp, " failed: ", std::strerror(errno));
     std::FILE* raw = f.release();
-    detail::require(std::fclose(raw) == 0, path.string(), ": closing ", tmp, " failed: ", std::strerror(errno));
+    softdiff::detail::require(std::fclose(raw) == 0, path.string(), ": closing ", tmp, " failed: ", std::strerror(errno));
   }
   out.commit();
 }

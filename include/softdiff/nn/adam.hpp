@@ -67,11 +67,11 @@ class adam {
 public:
   adam() = default;
   adam(std::size_t parameter_count, adam_config cfg) : cfg_(cfg), m_(parameter_count, T(0)), v_(parameter_count, T(0)) {
-    detail::require(cfg.lr > 0 && std::isfinite(cfg.lr), "adam: learning rate must be positive, got ", cfg.lr);
-    detail::require(cfg.beta1 >= 0 && cfg.beta1 < 1 && cfg.beta2 >= 0 && cfg.beta2 < 1,
+    softdiff::detail::require(cfg.lr > 0 && std::isfinite(cfg.lr), "adam: learning rate must be positive, got ", cfg.lr);
+    softdiff::detail::require(cfg.beta1 >= 0 && cfg.beta1 < 1 && cfg.beta2 >= 0 && cfg.beta2 < 1,
                     "adam: betas must lie in [0, 1), got ", cfg.beta1, ", ", cfg.beta2);
-    detail::require(cfg.eps > 0, "adam: eps must be positive, got ", cfg.eps);
-    detail::require(cfg.warmup_steps >= 0, "adam: warm-up steps must be >= 0, got ", cfg.warmup_steps);
+    softdiff::detail::require(cfg.eps > 0, "adam: eps must be positive, got ", cfg.eps);
+    softdiff::detail::require(cfg.warmup_steps >= 0, "adam: warm-up steps must be >= 0, got ", cfg.warmup_steps);
   }
 
   /// The learning rate used at step k (1-based) under the linear warm-up.
@@ -83,10 +83,10 @@ public:
   /// Clips `grads` (in place) and applies one Adam update to `params`. Returns the gradient
   /// norm before clipping. Throws if the gradient is not finite (nothing is updated then).
   double step(std::span<T> params, std::span<T> grads) {
-    detail::require(params.size() == m_.size() && grads.size() == m_.size(), "adam: expected ", m_.size(),
+    softdiff::detail::require(params.size() == m_.size() && grads.size() == m_.size(), "adam: expected ", m_.size(),
                     " parameters and gradients, got ", params.size(), " and ", grads.size());
     const double norm = clip_grad_norm<T>(grads, cfg_.max_grad_norm);
-    detail::require(std::isfinite(norm), "adam: non-finite gradient norm at step ", step_ + 1);
+    softdiff::detail::require(std::isfinite(norm), "adam: non-finite gradient norm at step ", step_ + 1);
     ++step_;
     const double lr = learning_rate(step_);
     const double bc1 = 1.0 - std::pow(cfg_.beta1, static_cast<double>(step_));
@@ -112,7 +112,7 @@ public:
   [[nodiscard]] std::span<const T> second_moment() const { return v_; }
   /// Restores the step counter (the moments are restored through first_moment()/second_moment()).
   void set_steps_taken(std::int64_t k) {
-    detail::require(k >= 0, "adam: step counter must be >= 0, got ", k);
+    softdiff::detail::require(k >= 0, "adam: step counter must be >= 0, got ", k);
     step_ = k;
   }
 

@@ -83,7 +83,7 @@ template <class T>
 void add_tensors(data::safetensors_writer& writer, const std::vector<parameter_entry>& layout, std::string_view prefix,
                  std::span<const T> values) {
   for (const parameter_entry& e : layout) {
-    detail::require(e.offset + e.size <= values.size(), "nn::add_tensors: '", e.name, "' lies at [", e.offset, ", ",
+    softdiff::detail::require(e.offset + e.size <= values.size(), "nn::add_tensors: '", e.name, "' lies at [", e.offset, ", ",
                     e.offset + e.size, ") past the ", values.size(), " values given");
     writer.add(std::string(prefix) + e.name, e.shape, values.subspan(e.offset, e.size));
   }
@@ -138,9 +138,9 @@ void read_tensors(const data::safetensors_file& file, const std::vector<paramete
                   std::string_view prefix, std::span<T> out) {
   for (const parameter_entry& e : layout) {
     const data::safetensor& t = file.at(std::string(prefix) + e.name);
-    detail::require(t.element_count() == e.size && e.offset + e.size <= out.size(), "checkpoint '", file.path,
+    softdiff::detail::require(t.element_count() == e.size && e.offset + e.size <= out.size(), "checkpoint '", file.path,
                     "': '", prefix, e.name, "' has ", t.element_count(), " elements, the network ", e.size);
-    detail::require(t.dtype == checkpoint_dtype<T>(), "checkpoint '", file.path, "': '", prefix, e.name,
+    softdiff::detail::require(t.dtype == checkpoint_dtype<T>(), "checkpoint '", file.path, "': '", prefix, e.name,
                     "' has dtype ", t.dtype, ", expected ", checkpoint_dtype<T>());
     data::detail::convert_elements(t.dtype, t.bytes.data(), e.size, out.data() + e.offset);
     // A non-finite weight (or Adam moment) would make every output NaN: refuse it here, naming it.
@@ -162,9 +162,9 @@ void load_weights(const data::safetensors_file& file, parameter_store<T>& store)
 /// The JSON held in metadata entry `key`; throws naming the file if it is absent or not JSON.
 [[nodiscard]] inline nlohmann::json metadata_json(const data::safetensors_file& file, const std::string& key) {
   const auto it = file.metadata.find(key);
-  detail::require(it != file.metadata.end(), "checkpoint '", file.path, "' has no __metadata__ entry '", key,
+  softdiff::detail::require(it != file.metadata.end(), "checkpoint '", file.path, "' has no __metadata__ entry '", key,
                   "' (not a softdiff checkpoint?)");
-  return data::parse_json(it->second, detail::concat("checkpoint '", file.path, "': __metadata__ '", key, "'"));
+  return data::parse_json(it->second, softdiff::detail::concat("checkpoint '", file.path, "': __metadata__ '", key, "'"));
 }
 
 /// Throws unless metadata entry `key` equals `expected` as JSON; the message lists each differing

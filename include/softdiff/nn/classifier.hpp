@@ -90,7 +90,7 @@ public:
   /// its configuration, or hold a non-finite weight.
   [[nodiscard]] static classifier load(const std::filesystem::path& file) {
     const data::safetensors_file f = data::read_safetensors(file);
-    detail::require(f.metadata.contains(classifier_config::metadata_key) && f.metadata.contains(classifier_info_key),
+    softdiff::detail::require(f.metadata.contains(classifier_config::metadata_key) && f.metadata.contains(classifier_info_key),
                     "classifier: '", file.string(), "' is not a softdiff classifier (no __metadata__ '",
                     classifier_config::metadata_key, "' and '", classifier_info_key,
                     "'; write one with softdiff train-classifier)");
@@ -98,15 +98,15 @@ public:
     try {
       c = metadata_json(f, classifier_config::metadata_key).template get<classifier_config>();
     } catch (const nlohmann::json::exception& e) {
-      throw error(detail::concat("classifier: '", file.string(), "': ", e.what()));
+      throw error(softdiff::detail::concat("classifier: '", file.string(), "': ", e.what()));
     } catch (const error& e) {
-      throw error(detail::concat("classifier: '", file.string(), "': ", e.what()));
+      throw error(softdiff::detail::concat("classifier: '", file.string(), "': ", e.what()));
     }
     classifier net(c);
     load_weights(f, net.store_);
     const std::span<const T> w = net.store_.parameters();
     for (std::size_t i = 0; i < w.size(); ++i)
-      detail::require(std::isfinite(static_cast<double>(w[i])), "classifier: '", file.string(),
+      softdiff::detail::require(std::isfinite(static_cast<double>(w[i])), "classifier: '", file.string(),
                       "' holds a non-finite weight at flat index ", i);
     net.info_ = metadata_json(f, classifier_info_key);
     return net;
@@ -187,7 +187,7 @@ private:
 
   void check_shape(const batch<T>& x, const char* what) const {
     const shape4 s = shape_of(x);
-    detail::require(s[1] == cfg_.in_channels && s[2] == cfg_.height && s[3] == cfg_.width, "classifier::", what,
+    softdiff::detail::require(s[1] == cfg_.in_channels && s[2] == cfg_.height && s[3] == cfg_.width, "classifier::", what,
                     ": images ", to_string(s), " do not match the classifier's input ",
                     to_string(shape4{s[0], cfg_.in_channels, cfg_.height, cfg_.width}));
   }
@@ -196,7 +196,7 @@ private:
     const std::size_t per = cfg_.in_channels * cfg_.height * cfg_.width;
     const T* p = x.data();
     for (std::size_t i = 0; i < x.size(); ++i)
-      detail::require(std::isfinite(static_cast<double>(p[i])), "classifier::", what, ": image ", i / per,
+      softdiff::detail::require(std::isfinite(static_cast<double>(p[i])), "classifier::", what, ": image ", i / per,
                       " of ", to_string(shape_of(x)), " holds a non-finite value (", static_cast<double>(p[i]),
                       ") at flat index ", i);
   }

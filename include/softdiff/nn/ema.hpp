@@ -17,10 +17,10 @@ public:
   ema() = default;
   /// Starts the average at the current parameters.
   ema(std::span<const T> params, double decay) : decay_(decay), avg_(params.begin(), params.end()) {
-    detail::require(decay >= 0 && decay < 1, "ema: decay must lie in [0, 1), got ", decay);
+    softdiff::detail::require(decay >= 0 && decay < 1, "ema: decay must lie in [0, 1), got ", decay);
   }
   void update(std::span<const T> params) {
-    detail::require(params.size() == avg_.size(), "ema: expected ", avg_.size(), " parameters, got ", params.size());
+    softdiff::detail::require(params.size() == avg_.size(), "ema: expected ", avg_.size(), " parameters, got ", params.size());
     const T d = static_cast<T>(decay_), c = static_cast<T>(1 - decay_);
     const T* p = params.data();
     T* a = avg_.data();

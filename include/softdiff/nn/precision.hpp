@@ -30,7 +30,7 @@ enum class bf16_engine { amx, emulated };
 [[nodiscard]] inline precision parse_precision(std::string_view s) {
   if (s == "float32" || s == "fp32") return precision::float32;
   if (s == "bf16" || s == "bfloat16") return precision::bf16;
-  throw error(detail::concat("unknown precision '", s, "' (expected float32 or bf16)"));
+  throw error(softdiff::detail::concat("unknown precision '", s, "' (expected float32 or bf16)"));
 }
 
 namespace detail {

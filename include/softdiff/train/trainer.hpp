@@ -90,7 +90,7 @@ struct trainer_config {
 [[nodiscard]] inline loss::weighting weighting_from_name(std::string_view s) {
   if (s == "unit") return loss::weighting::unit;
   if (s == "inverse-variance" || s == "inverse-sigma2" || s == "inverse_sigma2") return loss::weighting::inverse_sigma2;
-  throw error(detail::concat("unknown loss weighting '", s, "' (known: unit, inverse-variance)"));
+  throw error(softdiff::detail::concat("unknown loss weighting '", s, "' (known: unit, inverse-variance)"));
 }
 
 /// The configuration as JSON (the "softdiff" metadata of a checkpoint holds these fields).
@@ -117,10 +117,10 @@ struct trainer_config {
     return data::json_member(o, key, where);
   };
   const auto integer = [&]<class I>(const nlohmann::json& o, const char* key, I) {
-    return data::json_integer<I>(member(o, key), detail::concat(where, ": \"", key, "\""));
+    return data::json_integer<I>(member(o, key), softdiff::detail::concat(where, ": \"", key, "\""));
   };
   const auto number = [&](const nlohmann::json& o, const char* key) {
-    return data::json_number(member(o, key), detail::concat(where, ": \"", key, "\""));
+    return data::json_number(member(o, key), softdiff::detail::concat(where, ": \"", key, "\""));
   };
   try {
     trainer_config c;
@@ -140,7 +140,7 @@ struct trainer_config {
     c.adam.max_grad_norm = number(a, "max_grad_norm");
     return c;
   } catch (const nlohmann::json::exception& e) {
-    throw error(detail::concat(where, ": ", data::json_message(e)));
+    throw error(softdiff::detail::concat(where, ": ", data::json_message(e)));
   }
 }
 
@@ -148,7 +148,7 @@ struct trainer_config {
 class step_error : public error {
 public:
   step_error(std::int64_t step, const std::string& what)
-      : error(detail::concat("training stopped at step ", step, ": ", what)), step_(step) {}
+      : error(softdiff::detail::concat("training stopped at step ", step, ": ", what)), step_(step) {}
   /// The 1-based number of the step that failed (the state is that after step() - 1 steps).
   [[nodiscard]] std::int64_t step() const { return step_; }
 
@@ -179,18 +179,18 @@ public:
   /// passes the same model, data and config (see the top of this file).
   trainer(model_type model, batch<T> data, trainer_config config, Comm comm = Comm())
       : model_(std::move(model)), data_(std::move(data)), config_(config), batches_(config.seed), comm_(std::move(comm)) {
-    detail::require(config_.batch_size > 0, "train::trainer: batch size must be > 0");
-    detail::require(std::isfinite(config_.t_min) && config_.t_min > 0.0 && config_.t_min < 1.0,
+    softdiff::detail::require(config_.batch_size > 0, "train::trainer: batch size must be > 0");
+    softdiff::detail::require(std::isfinite(config_.t_min) && config_.t_min > 0.0 && config_.t_min < 1.0,
                     "train::trainer: t_min = ", config_.t_min, " must lie in (0, 1) (sigma_0 = 0 at t = 0)");
-    detail::require(data_.size() > 0, "train::trainer: empty dataset of shape ", to_string(shape_of(data_)));
+    softdiff::detail::require(data_.size() > 0, "train::trainer: empty dataset of shape ", to_string(shape_of(data_)));
     detail::require_finite_batch(data_, "train::trainer: training data");
     Net& net = model_.network();
-    detail::require(net.parameters().size() == net.store().size(), "train::trainer: the network has ",
+    softdiff::detail::require(net.parameters().size() == net.store().size(), "train::trainer: the network has ",
                     net.parameters().size(), " parameters but its store lays out ", net.store().size());
     if constexpr (requires { net.set_precision(config_.arithmetic); })
       net.set_precision(config_.arithmetic);  // bf16 throws here, naming the missing CPU feature
     else
-      detail::require(config_.arithmetic == nn::precision::float32, "train::trainer: this network has no ",
+      softdiff::detail::require(config_.arithmetic == nn::precision::float32, "train::trainer: this network has no ",
                       nn::precision_name(config_.arithmetic), " arithmetic");
     adam_ = nn::adam<T>(net.parameter_count(), config_.adam);
     ema_ = nn::ema<T>(std::span<const T>(net.parameters()), config_.ema_decay);
@@ -215,7 +215,7 @@ public:
       loss::loss_value v;
       if (comm_.size() == 1) {
         v = model_.loss(x0_, times_, noise, config_.weighting, config_.loss, &grad_phi_);
-        detail::require(std::isfinite(v.value), "the loss is ", v.value);
+        softdiff::detail::require(std::isfinite(v.value), "the loss is ", v.value);
         net.backward(grad_phi_);
       } else {
         v = sharded_loss_and_gradients(noise);
@@ -265,7 +265,7 @@ public:
   /// final distribution) with the trainer's fields added: format, step and to_json(config) (which holds "precision").
   [[nodiscard]] nlohmann::json describe(nlohmann::json description = nlohmann::json::object()) const {
     if (description.is_null()) description = nlohmann::json::object();
-    detail::require(description.is_object(), "train::trainer::describe: the description must be a JSON object, got ",
+    softdiff::detail::require(description.is_object(), "train::trainer::describe: the description must be a JSON object, got ",
                     description.type_name());
     description["format"] = "softdiff-checkpoint";
     description["version"] = 1;
@@ -304,7 +304,7 @@ public:
     const nlohmann::json meta = nn::metadata_json(file, "softdiff");
     const std::string where = "checkpoint '" + file.path + "': __metadata__ softdiff";
     const auto step = data::json_integer<std::int64_t>(data::json_member(meta, "step", where), where + ": \"step\"");
-    detail::require(step >= 0, where, ": \"step\" ", step, " is negative");
+    softdiff::detail::require(step >= 0, where, ": \"step\" ", step, " is negative");
     const trainer_config theirs = trainer_config_from_json(meta, where);
     const nlohmann::json a = to_json(theirs), b = to_json(config_);
     if (a != b) {
@@ -339,14 +339,14 @@ private:
     const std::size_t B = config_.batch_size;
     if constexpr (ReplicatedDenoiser<Net>) {
       const std::size_t R = std::min(B, model_.network().max_replicas());
-      detail::require(P <= R, "train::trainer: ", P, " processes but the batch of ", B, " runs as ", R,
+      softdiff::detail::require(P <= R, "train::trainer: ", P, " processes but the batch of ", B, " runs as ", R,
                       " replicas; data-parallel training needs at least one replica per process "
                       "(raise the network's replica count or the batch size, or use fewer processes)");
-      detail::require(B % R == 0, "train::trainer: the global batch of ", B, " samples does not split into ", R,
+      softdiff::detail::require(B % R == 0, "train::trainer: the global batch of ", B, " samples does not split into ", R,
                       " equal replicas for ", P, " processes; choose a batch size divisible by ", R);
       shards_ = {R, R * p / P, R * (p + 1) / P, B / R};
     } else {
-      throw error(detail::concat("train::trainer: data-parallel training over ", P,
+      throw error(softdiff::detail::concat("train::trainer: data-parallel training over ", P,
                                  " processes needs a network that hands back its replicas' gradients "
                                  "(ReplicatedDenoiser, e.g. nn::refunet)"));
     }
@@ -382,7 +382,7 @@ private:
         v = model_.loss(shard_, std::span<const double>(times_).subspan(n0, n_local), noise.shifted(n0 * d),
                         config_.weighting, config_.loss, &grad_phi_, config_.batch_size);
         net.backward(grad_phi_);
-        detail::require(net.replicas_in_use() == local, "the network ran ", net.replicas_in_use(), " replicas, not ",
+        softdiff::detail::require(net.replicas_in_use() == local, "the network ran ", net.replicas_in_use(), " replicas, not ",
                         local);
       } catch (const std::exception& e) {
         failure = e.what();
@@ -400,7 +400,7 @@ private:
         total.value += parts[3 * q];
         total.unweighted += parts[3 * q + 1];
       }
-      detail::require(std::isfinite(total.value), "the loss is ", total.value);
+      softdiff::detail::require(std::isfinite(total.value), "the loss is ", total.value);
 
       // An exact reduce-scatter, then an all-gather: the parameters are cut into P slices; rank q
       // receives slice q of every replica's gradients (in replica order: ranks hold contiguous
