@@ -13,6 +13,14 @@
 // the compiler (-march=native, GNU mode): allow a few roundings.
 #define SOFTDIFF_TEST_NOISE_ULP 8
 #include "support/backend_cases.hpp"
+// SoftDiffusion's primary template (soft_diffusion_on_backend.hpp, the code of every backend but
+// the CPU) on the same emulated device: corrupt, the loss and its gradient, denoise, score and the
+// five samplers against SoftDiffusion on backend::cpu (tests/cuda/test_cuda_backend.cu runs these
+// cases on backend::cuda). One translation unit with the cases above: it builds once.
+#include "support/soft_diffusion_cases.hpp"
+
+static_assert(std::is_same_v<softdiff::backend::batch_t<softdiff::testing::emulated_device, float>,
+                             softdiff::backend::device_batch<softdiff::testing::emulated_device, float>>);
 
 namespace {
 

@@ -12,6 +12,11 @@
 #define SOFTDIFF_TEST_NOISE_ULP 16
 #endif
 #include "support/backend_cases.hpp"
+// SoftDiffusion<Op, Sched, Net, backend::cuda> against SoftDiffusion on the CPU: corrupt, the loss
+// and its gradient, denoise, score and sampling with all five samplers on device batches (the
+// same cases run on the host's emulated device in tests/test_backend_portable.cpp). In this
+// translation unit, not one of its own: nvcc compiles the host side of both once.
+#include "support/soft_diffusion_cases.hpp"
 
 using namespace softdiff;
 using backend::cuda;
