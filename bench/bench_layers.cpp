@@ -1,6 +1,7 @@
 // Layer micro-benchmarks at RefUNet's largest shapes (batch 64, 28x28, base 32 channels):
 // conv3x3 forward and backward with each conv2d algorithm (tiled: conv_kernels.hpp;
-// im2col_blas: im2col + OpenBLAS), the bare BLAS GEMMs of the im2col forward as a
+// im2col_blas: im2col + OpenBLAS; winograd: winograd.hpp), the 3x3 shapes of RefUNet's
+// levels (tiled against winograd: BM_conv3x3_shape/in/out/size), the bare BLAS GEMMs of the im2col forward as a
 // reference ceiling, plus GroupNorm, SiLU, ResBlock and the middle AttnBlock (64 channels
 // at 7x7). Counter: GFLOP/s of the convolution arithmetic (2 N b a k^2 H' W' per pass).
 #include <benchmark/benchmark.h>
@@ -32,18 +33,20 @@ struct conv_setup {
   nn::parameter_store<float> store;
   nn::conv2d<float> conv;
   batch<float> x, dy;
-  conv_setup(std::size_t k, std::size_t stride, nn::conv_algorithm alg) : conv(kC, kC, k, stride) {
+  conv_setup(std::size_t k, std::size_t stride, nn::conv_algorithm alg, std::size_t in = kC, std::size_t out = kC,
+             std::size_t size = kH)
+      : conv(in, out, k, stride) {
     conv.algorithm = alg;
     conv.declare(store, "conv");
     store.allocate();
     conv.bind(store);
     conv.init(noise_source{1, 1});
-    x = normal_batch({kN, kC, kH, kH}, 1);
+    x = normal_batch({kN, in, size, size}, 1);
     dy = normal_batch(conv.output_shape(shape_of(x)), 2);
   }
   [[nodiscard]] double flops() const {  // 2 * N * out * in * k * k * H' * W'
     const shape4 o = conv.output_shape(shape_of(x));
-    return 2.0 * double(kN * kC * kC * conv.kernel * conv.kernel * o[2] * o[3]);
+    return 2.0 * double(kN * conv.in_channels * conv.out_channels * conv.kernel * conv.kernel * o[2] * o[3]);
   }
 };
 
@@ -52,7 +55,8 @@ void set_rate(benchmark::State& state, double flops_per_iter) {
       benchmark::Counter(flops_per_iter * 1e-9 * double(state.iterations()), benchmark::Counter::kIsRate);
 }
 
-constexpr auto kTiled = nn::conv_algorithm::tiled, kBlas = nn::conv_algorithm::im2col_blas;
+constexpr auto kTiled = nn::conv_algorithm::tiled, kBlas = nn::conv_algorithm::im2col_blas,
+               kWinograd = nn::conv_algorithm::winograd;
 
 void BM_conv3x3_forward(benchmark::State& state, nn::conv_algorithm alg) {
   conv_setup s(3, 1, alg);
@@ -61,6 +65,7 @@ void BM_conv3x3_forward(benchmark::State& state, nn::conv_algorithm alg) {
 }
 BENCHMARK_CAPTURE(BM_conv3x3_forward, tiled, kTiled)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK_CAPTURE(BM_conv3x3_forward, im2col_blas, kBlas)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(BM_conv3x3_forward, winograd, kWinograd)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 void BM_conv3x3_backward(benchmark::State& state, nn::conv_algorithm alg) {  // dW, dbias and dx
   conv_setup s(3, 1, alg);
@@ -70,6 +75,7 @@ void BM_conv3x3_backward(benchmark::State& state, nn::conv_algorithm alg) {  // 
 }
 BENCHMARK_CAPTURE(BM_conv3x3_backward, tiled, kTiled)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK_CAPTURE(BM_conv3x3_backward, im2col_blas, kBlas)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(BM_conv3x3_backward, winograd, kWinograd)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 void BM_conv3x3_backward_weights_only(benchmark::State& state, nn::conv_algorithm alg) {  // need_dx = false
   conv_setup s(3, 1, alg);
@@ -81,6 +87,27 @@ BENCHMARK_CAPTURE(BM_conv3x3_backward_weights_only, tiled, kTiled)->Unit(benchma
 BENCHMARK_CAPTURE(BM_conv3x3_backward_weights_only, im2col_blas, kBlas)
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
+
+// One forward and one backward (dW, dbias, dx) of the 3 x 3 convolutions of the default RefUNet's
+// three levels (28, 14, 7; 32, 64, 64 channels; the decoder's inputs concatenated with a skip),
+// by algorithm: args in, out, size.
+void BM_conv3x3_shape(benchmark::State& state, nn::conv_algorithm alg) {
+  conv_setup s(3, 1, alg, std::size_t(state.range(0)), std::size_t(state.range(1)), std::size_t(state.range(2)));
+  for (auto _ : state) {
+    s.conv.forward(s.x);
+    benchmark::DoNotOptimize(s.conv.backward(s.dy).data());
+  }
+  set_rate(state, 3 * s.flops());
+}
+void conv3x3_shapes(benchmark::internal::Benchmark* b) {
+  b->ArgNames({"in", "out", "size"});
+  for (const auto& a : std::vector<std::vector<std::int64_t>>{
+           {32, 32, 28}, {64, 32, 28}, {96, 32, 28}, {64, 64, 14}, {128, 64, 14}, {64, 64, 7}, {128, 64, 7}})
+    b->Args(a);
+  b->Unit(benchmark::kMillisecond)->UseRealTime();
+}
+BENCHMARK_CAPTURE(BM_conv3x3_shape, tiled, kTiled)->Apply(conv3x3_shapes);
+BENCHMARK_CAPTURE(BM_conv3x3_shape, winograd, kWinograd)->Apply(conv3x3_shapes);
 
 void BM_conv3x3_stride2_forward_backward(benchmark::State& state, nn::conv_algorithm alg) {  // Downsample
   conv_setup s(3, 2, alg);

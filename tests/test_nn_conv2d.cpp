@@ -57,7 +57,8 @@ xt::xtensor<double, 4> reference_conv(const xt::xtensor<double, 4>& x, std::span
   return y;
 }
 
-constexpr nn::conv_algorithm algorithms[] = {nn::conv_algorithm::tiled, nn::conv_algorithm::im2col_blas};
+constexpr nn::conv_algorithm algorithms[] = {nn::conv_algorithm::tiled, nn::conv_algorithm::im2col_blas,
+                                             nn::conv_algorithm::winograd};
 
 struct cfg {
   std::size_t k, s, p, h, w;
@@ -139,7 +140,7 @@ TEST_CASE("conv2d backward passes finite differences for x, weight and bias", "[
 }
 
 TEST_CASE("conv2d accumulates parameter gradients and can skip dx", "[nn][conv2d]") {
-  const auto alg = GENERATE(nn::conv_algorithm::tiled, nn::conv_algorithm::im2col_blas);
+  const auto alg = GENERATE(nn::conv_algorithm::tiled, nn::conv_algorithm::im2col_blas, nn::conv_algorithm::winograd);
   conv_fixture<double> f(2, 3, 3, 1, 1, 3, alg);
   const auto x = random_tensor<double, 4>({2, 2, 4, 4}, 1, 1);
   const auto g = random_tensor<double, 4>({2, 3, 4, 4}, 1, 2);
@@ -157,7 +158,7 @@ TEST_CASE("conv2d accumulates parameter gradients and can skip dx", "[nn][conv2d
 TEST_CASE("conv2d gives the same result per sample as for the batch (both threading plans)", "[nn][conv2d]") {
   // large enough to be spread over threads: samples over threads for the batch of 3,
   // each GEMM's tiles over threads for a batch of one
-  const auto alg = GENERATE(nn::conv_algorithm::tiled, nn::conv_algorithm::im2col_blas);
+  const auto alg = GENERATE(nn::conv_algorithm::tiled, nn::conv_algorithm::im2col_blas, nn::conv_algorithm::winograd);
   const std::size_t stride = GENERATE(1, 2);
   CAPTURE(int(alg), stride);
   conv_fixture<float> f(16, 24, 3, stride, 1, 3, alg);

@@ -67,6 +67,42 @@ TEST_CASE("conv2d tiled float matches float64 on the dense 3x3 and chunked dW pa
   }
 }
 
+TEST_CASE("conv2d Winograd F(2x2, 3x3) float matches float64 at every tiling", "[nn][conv2d][winograd]") {
+  // (a, b, k, batch, h, w); the forward and dx run on winograd.hpp, dW on the tiled kernel
+  const conv_case cases[] = {
+      {3, 5, 3, 10, 7, 7},      // odd size: last tiles half outside; 16 tiles, chunks of 6 samples and a partial one
+      {8, 32, 3, 10, 9, 4},     // tile rows of 2 tiles
+      {16, 64, 3, 3, 14, 14},   // 49 tiles: chunks of 2 samples and a last one alone
+      {32, 32, 3, 2, 28, 28},   // 196 tiles: a sample per chunk, a one-vector GEMM tail
+      {12, 8, 3, 2, 30, 41},    // 21 tiles per row: two vectors per tile row, rows of 41 (two deinterleave steps)
+      {1, 16, 3, 3, 1, 20},     // a single image row: the tile's second row is outside
+  };
+  for (const conv_case& c : cases) {
+    CAPTURE(c.a, c.b, c.k, c.n, c.h, c.w);
+    conv_fixture<double> d(c.a, c.b, c.k, nn::conv_algorithm::im2col_blas);
+    conv_fixture<float> f(c.a, c.b, c.k, nn::conv_algorithm::winograd);
+    REQUIRE(f.conv.resolved_algorithm() == nn::conv_algorithm::winograd);
+    const batch<double> x = random_tensor<double, 4>({c.n, c.a, c.h, c.w}, 37, 1);
+    softdiff::testing::check_float_matches_double(d, f, x, 37, 2, {1e-4, 1e-4, 2e-3});
+  }
+  // automatic: Winograd for float at 64 channels and more where AVX-512 runs it, tiled otherwise
+#if defined(__AVX512F__)
+  constexpr auto wide = nn::conv_algorithm::winograd;
+#else
+  constexpr auto wide = nn::conv_algorithm::tiled;
+#endif
+  REQUIRE(nn::conv2d<float>(64, 64, 3).resolved_algorithm() == wide);
+  REQUIRE(nn::conv2d<float>(128, 64, 3).resolved_algorithm() == wide);
+  REQUIRE(nn::conv2d<float>(32, 64, 3).resolved_algorithm() == nn::conv_algorithm::tiled);
+  REQUIRE(nn::conv2d<double>(64, 64, 3).resolved_algorithm() == nn::conv_algorithm::im2col_blas);
+  // where F(2x2, 3x3) does not apply (stride 2, 1x1) the layer runs the tiled algorithm
+  REQUIRE(nn::conv2d<float>(4, 4, 3, 2).resolved_algorithm() == nn::conv_algorithm::tiled);
+  REQUIRE(nn::conv2d<float>(64, 64, 3, 2).resolved_algorithm() == nn::conv_algorithm::tiled);
+  nn::conv2d<float> one(4, 4, 1);
+  one.algorithm = nn::conv_algorithm::winograd;
+  REQUIRE(one.resolved_algorithm() == nn::conv_algorithm::tiled);
+}
+
 TEST_CASE("group_norm::forward_silu and backward_silu equal group_norm and silu in turn", "[nn][group_norm]") {
   const std::size_t N = 3, C = 8, H = 5, W = 6;
   nn::parameter_store<double> store;
@@ -133,6 +169,7 @@ TEST_CASE("conv2d::forward(x, silu_map(x)) equals the convolution of forward_sil
       {8, 16, 2, 1, 3, 28, 28, nn::conv_algorithm::tiled},         // rows of 28: a partial vector per row
       {8, 8, 4, 2, 4, 9, 9, nn::conv_algorithm::tiled},            // stride 2: m(x) stored, then im2col
       {8, 16, 4, 1, 4, 7, 7, nn::conv_algorithm::im2col_blas},     // m(x) stored, then BLAS
+      {8, 16, 4, 1, 7, 7, 7, nn::conv_algorithm::winograd},        // the map applied while padding for Winograd
   };
   for (const fused_case& c : cases) {
     CAPTURE(c.a, c.b, c.groups, c.stride, c.n, c.h, c.w, int(c.alg));
@@ -166,7 +203,7 @@ TEST_CASE("conv2d::forward(x, silu_map(x)) equals the convolution of forward_sil
 }
 
 TEST_CASE("conv2d::forward(x, silu_map(x)) passes the float64 gradient check", "[nn][conv2d][group_norm]") {
-  for (const auto alg : {nn::conv_algorithm::tiled, nn::conv_algorithm::im2col_blas}) {
+  for (const auto alg : {nn::conv_algorithm::tiled, nn::conv_algorithm::im2col_blas, nn::conv_algorithm::winograd}) {
     CAPTURE(int(alg));
     norm_silu_conv<double> layer(4, 6, 2, 1, alg);
     batch<double> x = random_tensor<double, 4>({2, 4, 5, 6}, 47, 1, 1.2, 0.3);
@@ -190,6 +227,8 @@ TEST_CASE("conv2d::forward(x, map, addends) adds a per-sample bias and a residua
       {4, 24, 1, 2, 5, 7, nn::conv_algorithm::tiled},       // partial row and column tiles
       {8, 8, 2, 2, 9, 9, nn::conv_algorithm::tiled},        // stride 2: added afterwards
       {8, 16, 1, 2, 7, 7, nn::conv_algorithm::im2col_blas}, // BLAS: added afterwards
+      {8, 16, 1, 3, 28, 28, nn::conv_algorithm::winograd},  // Winograd: added in the output transform
+      {4, 24, 1, 7, 5, 7, nn::conv_algorithm::winograd},    // odd sizes, two chunks of samples
   };
   for (const addend_case& c : cases) {
     CAPTURE(c.a, c.b, c.stride, c.n, c.h, c.w, int(c.alg));

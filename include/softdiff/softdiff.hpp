@@ -73,6 +73,7 @@
 #include "softdiff/nn/tile_engines.hpp"
 #include "softdiff/nn/time_embedding.hpp"
 #include "softdiff/nn/upsample.hpp"
+#include "softdiff/nn/winograd.hpp"
 #include "softdiff/op/compose.hpp"
 #include "softdiff/op/dct_blur.hpp"
 #include "softdiff/op/fft_conv.hpp"

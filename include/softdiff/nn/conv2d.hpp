@@ -5,7 +5,7 @@
 //   y_n [b, L] = W [b, a*k*k] cols [a*k*k, L] + bias,   L = H'*W'
 // Backward (the gradient rule, once), g = dy_n [b, L]:
 //   dbias += sum_L g,   dW += g cols^T,   dx_n = col2im(W^T g).
-// Two algorithms compute these (conv_algorithm):
+// Three algorithms compute these (conv_algorithm):
 //  - tiled (float with AVX2/AVX-512 by default): the register-tiled GEMM of conv_kernels.hpp.
 //    Stride 1 never builds cols: B's rows are shifted views of the zero-padded image, the
 //    output is computed on the padded-width grid and cropped. 3x3 with padding 1 (RefUNet's
@@ -17,6 +17,9 @@
 //      dx_n = conv(g, W~, padding k-1-p),  W~[c,o,u,v] = W[o,c,k-1-u,k-1-v],
 //    computed like the forward. Stride 2 builds cols (im2col) and uses col2im for dx.
 //  - im2col_blas (double and other ISAs by default): im2col and BLAS (backend::cpu::gemm).
+//  - winograd (3 x 3, stride 1, padding 1; by default for float with AVX-512 at 64 channels or
+//    more, winograd_preferred): forward and dx by Winograd's F(2 x 2, 3 x 3) (winograd.hpp),
+//    2.25x fewer multiply-adds; dW as tiled. Other shapes fall back to tiled.
 // forward(x, m) convolves m(x) for a per-channel map m = SiLU(a x + b) (GroupNorm + SiLU,
 // channel_affine.hpp): the dense 3 x 3 path applies m while it pads x (forward, and the dW pass
 // of backward), so the activations m(x) are never written out.
@@ -43,6 +46,7 @@
 #include "softdiff/nn/conv_lowering.hpp"
 #include "softdiff/nn/layer_support.hpp"
 #include "softdiff/nn/parameter_store.hpp"
+#include "softdiff/nn/winograd.hpp"
 
 namespace softdiff::nn {
 
@@ -54,9 +58,11 @@ struct conv_addends {
 };
 
 enum class conv_algorithm {
-  automatic,    // tiled where the scalar type runs on SIMD registers, else im2col_blas
+  automatic,    // winograd where winograd_preferred, else tiled where the scalar type runs on SIMD
+                // registers, else im2col_blas
   tiled,        // conv_kernels.hpp (any scalar type; scalar code without SIMD)
   im2col_blas,  // im2col + BLAS GEMM
+  winograd,     // winograd.hpp for 3 x 3, stride 1, padding 1 (forward and dx); tiled otherwise
 };
 
 template <class T = float>
@@ -121,14 +127,19 @@ struct conv2d {
   }
   /// Whether a forward of this layer runs in bf16 tiles.
   [[nodiscard]] bool runs_bf16() const {
-    return std::is_same_v<T, float> && arithmetic == precision::bf16 && resolved_algorithm() == conv_algorithm::tiled &&
-           dense_taps3() && detail::bf16_conv_applies(in_channels, out_channels);
+    return std::is_same_v<T, float> && arithmetic == precision::bf16 && on_tiles() && dense_taps3() &&
+           detail::bf16_conv_applies(in_channels, out_channels);
   }
 
-  /// The algorithm `automatic` resolves to for this scalar type.
+  /// The algorithm this layer runs: `automatic` resolved for this scalar type, and winograd
+  /// where it does not apply (not 3 x 3, stride 1, padding 1) resolved to tiled.
   [[nodiscard]] conv_algorithm resolved_algorithm() const {
-    if (algorithm != conv_algorithm::automatic) return algorithm;
-    return detail::simd_kernel<T> ? conv_algorithm::tiled : conv_algorithm::im2col_blas;
+    conv_algorithm a = algorithm;
+    if (a == conv_algorithm::automatic) {
+      a = detail::simd_kernel<T> ? conv_algorithm::tiled : conv_algorithm::im2col_blas;
+      if (dense_taps3() && detail::winograd_preferred<T>(in_channels, out_channels)) a = conv_algorithm::winograd;
+    }
+    return a == conv_algorithm::winograd && !dense_taps3() ? conv_algorithm::tiled : a;
   }
 
   const batch<T>& forward(const batch<T>& x) {
@@ -138,7 +149,7 @@ struct conv2d {
     map_ = {};
     forward_was_bf16_ = false;
     const detail::conv_geometry g = geometry(shape_of(x));
-    if (resolved_algorithm() == conv_algorithm::tiled)
+    if (on_tiles())
       forward_tiled(x, g);
     else
       forward_blas(x, g);
@@ -159,7 +170,7 @@ struct conv2d {
     SOFTDIFF_REQUIRE(!e.residual || shape_of(*e.residual) == out, "conv2d: residual ",
                     e.residual ? to_string(shape_of(*e.residual)) : "", " does not match the output ", to_string(out));
     SOFTDIFF_REQUIRE(!e.residual || e.residual != &y, "conv2d: the residual cannot be this layer's own output");
-    if (resolved_algorithm() == conv_algorithm::tiled && dense_taps3()) {
+    if (on_tiles() && dense_taps3()) {
       check_bound();
       ensure_shape(y, out);
       x_ = &x;
@@ -203,7 +214,7 @@ struct conv2d {
                     " does not match the forward output ", to_string(shape_of(y)));
     if (need_dx) ensure_shape(dx, shape_of(*x_));
     const detail::conv_geometry g = geometry(shape_of(*x_));
-    if (resolved_algorithm() == conv_algorithm::tiled)
+    if (on_tiles())
       backward_tiled(*x_, dy, g, need_dx);
     else
       backward_blas(*x_, dy, g, need_dx);
@@ -262,6 +273,10 @@ private:
     if constexpr (std::is_same_v<T, float>) {
       if (forward_was_bf16_) return forward_bf16(x, g, e);
     }
+    if (resolved_algorithm() == conv_algorithm::winograd) {
+      detail::winograd_weights(weight.data(), B, A, detail::reserve(wino_u_, 16 * A * B));
+      return winograd_pass(x.data(), N, A, B, g.h, g.w, map_, bias.data(), e, y.data());
+    }
     const std::size_t grid = shifted && !dense ? g.oh * Wp : L;  // GEMM columns
     const std::size_t n_pad = dense ? detail::pad_rows_size(A, g.h, g.w, 1) : shifted && !in_place ? A * Hp * Wp + k : 0;
     const std::size_t n_grid = shifted && !out_direct && !dense ? B * grid : 0, n_cols = shifted ? 0 : K * L;
@@ -314,6 +329,29 @@ private:
     }
   }
 
+  /// out [N, B, h, w] = the winograd.hpp convolution of in [N, A, h, w] (through the map m) with
+  /// the transformed weights in wino_u_, plus bias (may be null) and the addends e; chunks of
+  /// samples over threads.
+  void winograd_pass(const T* in, std::size_t N, std::size_t A, std::size_t B, std::size_t h, std::size_t w,
+                     const channel_affine<T>& m, const T* b, const conv_addends<T>& e, T* out) {
+    const detail::winograd_shape s(A, B, h, w, N);
+    detail::strided_offsets(s.cols, A, off_a_);
+    detail::strided_offsets(A, B, off_b_);
+    const std::size_t chunks = (N + s.chunk - 1) / s.chunk;
+    const plan p = make_plan(chunks, N * B * h * w * A * 9);
+    const std::size_t per = s.workspace_size();
+    T* ws = workspace(p.threads, per);
+    const T* U = wino_u_.data();
+    const T* residual = e.residual ? e.residual->data() : nullptr;
+    const auto count = static_cast<std::ptrdiff_t>(chunks);
+#pragma omp parallel for schedule(static) num_threads(p.threads) if (p.over_batch)
+    for (std::ptrdiff_t c = 0; c < count; ++c) {
+      const std::size_t n0 = static_cast<std::size_t>(c) * s.chunk, n1 = std::min(N, n0 + s.chunk);
+      detail::winograd_forward_chunk(s, n0, n1, in, m, U, off_a_.data(), off_b_.data(), b, e.sample_bias, residual,
+                                     out, ws + static_cast<std::size_t>(omp_get_thread_num()) * per, p.within_gemm);
+    }
+  }
+
   /// The dense 3 x 3 forward in bf16 tiles (conv_bf16_passes.hpp), samples over threads.
   void forward_bf16(const batch<T>& x, const detail::conv_geometry& g, const conv_addends<T>& e) {
     const std::size_t N = x.shape()[0];
@@ -337,12 +375,22 @@ private:
   /// while chunks that spill out of L2 slow the dx GEMMs that follow (large ones).
   static constexpr std::size_t dw_chunk = 4, dw_chunk_scalars = 65536;
 
-  /// 3 x 3, stride 1, padding 1: forward and dx run on dense output positions (tiled_gemm_taps3).
+  /// 3 x 3, stride 1, padding 1: forward and dx run on dense output positions (tiled_gemm_taps3)
+  /// or on winograd.hpp.
   [[nodiscard]] bool dense_taps3() const { return stride == 1 && kernel == 3 && padding == 1; }
+  /// Whether this layer runs on conv_kernels.hpp's tiles (tiled or winograd), not BLAS.
+  [[nodiscard]] bool on_tiles() const { return resolved_algorithm() != conv_algorithm::im2col_blas; }
 
   void backward_tiled(const batch<T>& x, const batch<T>& dy, const detail::conv_geometry& g, bool need_dx) {
     if constexpr (std::is_same_v<T, float>) {
       if (forward_was_bf16_) return backward_bf16(x, dy, g, need_dx);
+    }
+    if (need_dx && resolved_algorithm() == conv_algorithm::winograd) {  // dW as tiled, dx = conv(dy, W~)
+      backward_tiled(x, dy, g, false);
+      pack_flipped_weight();
+      detail::winograd_weights(wflip_.data(), in_channels, out_channels,
+                               detail::reserve(wino_u_, 16 * in_channels * out_channels));
+      return winograd_pass(dy.data(), x.shape()[0], out_channels, in_channels, g.oh, g.ow, {}, nullptr, {}, dx.data());
     }
     const std::size_t N = x.shape()[0], A = in_channels, B = out_channels, K = g.rows(), L = g.cols();
     const std::size_t k = kernel, HW = g.h * g.w, Hp = g.h + 2 * padding, Wp = g.w + 2 * padding;
@@ -541,7 +589,7 @@ private:
   const batch<T>* x_ = nullptr;
   channel_affine<T> map_;  // applied to *x_ (dense 3 x 3 path only; else empty)
   batch<T> mapped_;        // m(x) of forward(x, m) on the other paths
-  std::vector<T> work_, partial_, wflip_;
+  std::vector<T> work_, partial_, wflip_, wino_u_;
   detail::bf16_conv_passes bf16_;  // forward_bf16, backward_bf16
   bool forward_was_bf16_ = false;     // backward follows it in bf16
   std::vector<std::ptrdiff_t> off_a_, off_b_, off_c_, off_d_;

@@ -233,10 +233,14 @@ void crop_columns(const T* grid, std::size_t C, std::size_t H, std::size_t Wg, s
 // GCC 12's unpack intrinsics pass an "undefined" operand that -Wuninitialized reports once inlined.
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wuninitialized"
-/// The 16 x 16 block at src (row stride lds) transposed into dst (row stride ldd), in registers.
-inline void transpose_block16(const float* src, std::size_t lds, float* dst, std::size_t ldd) {
+/// The first `rows` x `cols` (each at most 16) of the 16 x 16 block at src (row stride lds)
+/// transposed into dst (row stride ldd), in registers: masked loads and stores where the block
+/// is partial (nothing outside it is read or written).
+inline void transpose_block16(const float* src, std::size_t lds, float* dst, std::size_t ldd, std::size_t rows = 16,
+                              std::size_t cols = 16) {
   __m512 r[16], t[16];
-  for (std::size_t i = 0; i < 16; ++i) r[i] = _mm512_loadu_ps(src + i * lds);
+  const auto col_mask = static_cast<__mmask16>((1u << cols) - 1u), row_mask = static_cast<__mmask16>((1u << rows) - 1u);
+  for (std::size_t i = 0; i < 16; ++i) r[i] = i < rows ? _mm512_maskz_loadu_ps(col_mask, src + i * lds) : _mm512_setzero_ps();
   for (std::size_t i = 0; i < 16; i += 2) {
     t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
     t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
@@ -258,10 +262,22 @@ inline void transpose_block16(const float* src, std::size_t lds, float* dst, std
     r[i] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0x88);
     r[i + 8] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0xdd);
   }
-  for (std::size_t i = 0; i < 16; ++i) _mm512_storeu_ps(dst + i * ldd, r[i]);
+  for (std::size_t i = 0; i < cols; ++i) _mm512_mask_storeu_ps(dst + i * ldd, row_mask, r[i]);
 }
 #pragma GCC diagnostic pop
 #endif
+
+/// The first rows x cols (at most 16 x 16) of src (row stride lds) transposed into dst (row
+/// stride ldd): in registers for float with AVX-512, else element by element.
+template <class T>
+inline void transpose_part(const T* src, std::size_t lds, T* dst, std::size_t ldd, std::size_t rows,
+                           std::size_t cols) {
+#if defined(__AVX512F__)
+  if constexpr (std::is_same_v<T, float>) return transpose_block16(src, lds, dst, ldd, rows, cols);
+#endif
+  for (std::size_t r = 0; r < rows; ++r)
+    for (std::size_t c = 0; c < cols; ++c) dst[c * ldd + r] = src[r * lds + c];
+}
 
 /// dst [cols, rows] = src [rows, cols]^T, in 16 x 16 blocks (in registers for float with AVX-512).
 template <class T>
