@@ -270,12 +270,14 @@ private:
     const bool shifted = stride == 1, in_place = shifted && k == 1 && padding == 0, out_direct = k == 1;
     const bool dense = dense_taps3();
     forward_was_bf16_ = runs_bf16();
+    wino_u_current_ = false;
     if constexpr (std::is_same_v<T, float>) {
       if (forward_was_bf16_) return forward_bf16(x, g, e);
     }
     if (resolved_algorithm() == conv_algorithm::winograd) {
       detail::winograd_weights(weight.data(), B, A, detail::reserve(wino_u_, 16 * A * B));
-      return winograd_pass(x.data(), N, A, B, g.h, g.w, map_, bias.data(), e, y.data());
+      wino_u_current_ = true;
+      return winograd_pass(x.data(), N, A, B, g.h, g.w, wino_u_.data(), map_, bias.data(), e, y.data());
     }
     const std::size_t grid = shifted && !dense ? g.oh * Wp : L;  // GEMM columns
     const std::size_t n_pad = dense ? detail::pad_rows_size(A, g.h, g.w, 1) : shifted && !in_place ? A * Hp * Wp + k : 0;
@@ -330,10 +332,10 @@ private:
   }
 
   /// out [N, B, h, w] = the winograd.hpp convolution of in [N, A, h, w] (through the map m) with
-  /// the transformed weights in wino_u_, plus bias (may be null) and the addends e; chunks of
-  /// samples over threads.
+  /// the transformed weights U (winograd_weights), plus bias (may be null) and the addends e;
+  /// chunks of samples over threads.
   void winograd_pass(const T* in, std::size_t N, std::size_t A, std::size_t B, std::size_t h, std::size_t w,
-                     const channel_affine<T>& m, const T* b, const conv_addends<T>& e, T* out) {
+                     const T* U, const channel_affine<T>& m, const T* b, const conv_addends<T>& e, T* out) {
     const detail::winograd_shape s(A, B, h, w, N);
     detail::strided_offsets(s.cols, A, off_a_);
     detail::strided_offsets(A, B, off_b_);
@@ -341,7 +343,6 @@ private:
     const plan p = make_plan(chunks, N * B * h * w * A * 9);
     const std::size_t per = s.workspace_size();
     T* ws = workspace(p.threads, per);
-    const T* U = wino_u_.data();
     const T* residual = e.residual ? e.residual->data() : nullptr;
     const auto count = static_cast<std::ptrdiff_t>(chunks);
 #pragma omp parallel for schedule(static) num_threads(p.threads) if (p.over_batch)
@@ -387,10 +388,11 @@ private:
     }
     if (need_dx && resolved_algorithm() == conv_algorithm::winograd) {  // dW as tiled, dx = conv(dy, W~)
       backward_tiled(x, dy, g, false);
-      pack_flipped_weight();
-      detail::winograd_weights(wflip_.data(), in_channels, out_channels,
-                               detail::reserve(wino_u_, 16 * in_channels * out_channels));
-      return winograd_pass(dy.data(), x.shape()[0], out_channels, in_channels, g.oh, g.ow, {}, nullptr, {}, dx.data());
+      const std::size_t A = in_channels, B = out_channels;
+      if (!wino_u_current_) detail::winograd_weights(weight.data(), B, A, detail::reserve(wino_u_, 16 * A * B));
+      wino_u_current_ = true;
+      detail::winograd_flipped(wino_u_.data(), A, B, detail::reserve(wino_flip_, 16 * A * B));
+      return winograd_pass(dy.data(), x.shape()[0], B, A, g.oh, g.ow, wino_flip_.data(), {}, nullptr, {}, dx.data());
     }
     const std::size_t N = x.shape()[0], A = in_channels, B = out_channels, K = g.rows(), L = g.cols();
     const std::size_t k = kernel, HW = g.h * g.w, Hp = g.h + 2 * padding, Wp = g.w + 2 * padding;
@@ -589,7 +591,9 @@ private:
   const batch<T>* x_ = nullptr;
   channel_affine<T> map_;  // applied to *x_ (dense 3 x 3 path only; else empty)
   batch<T> mapped_;        // m(x) of forward(x, m) on the other paths
-  std::vector<T> work_, partial_, wflip_, wino_u_;
+  std::vector<T> work_, partial_, wflip_;
+  std::vector<T> wino_u_, wino_flip_;  // winograd.hpp's transformed kernel (of the last forward), and of dx's
+  bool wino_u_current_ = false;         // wino_u_ is the transform of the weights the last forward used
   detail::bf16_conv_passes bf16_;  // forward_bf16, backward_bf16
   bool forward_was_bf16_ = false;     // backward follows it in bf16
   std::vector<std::ptrdiff_t> off_a_, off_b_, off_c_, off_d_;

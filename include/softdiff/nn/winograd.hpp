@@ -116,6 +116,17 @@ void winograd_weights(const T* w, std::size_t out, std::size_t in, T* U) {
     }
 }
 
+/// Uf [16, out, in] = the winograd_weights of the flipped kernel W~[c, o, u, v] = W[o, c, 2 - u,
+/// 2 - v] (dx = conv(dy, W~), conv2d.hpp) from U [16, in, out] of W: G J = P G for the 3 x 3
+/// reversal J and the permutation P that swaps rows 0 and 3, so G W~ G^T = P (G W G^T) P^T and
+/// Uf_(a, b) = U_(p(a), p(b))^T.
+template <class T>
+void winograd_flipped(const T* U, std::size_t in, std::size_t out, T* Uf) {
+  constexpr std::size_t p[4] = {3, 1, 2, 0};
+  for (std::size_t a = 0; a < 4; ++a)
+    for (std::size_t b = 0; b < 4; ++b) transpose(U + (4 * p[a] + p[b]) * in * out, in, out, Uf + (4 * a + b) * in * out);
+}
+
 /// P [hq, wq, in] = one sample x [in, h, w] through the map m (one sample's; channel_affine.hpp;
 /// empty: the identity), channels-last, at pixel (1, 1) of a zero-padded image. scratch: a plane
 /// (plane_size()).
