@@ -152,6 +152,25 @@ void BM_refunet_sampling_nfe(benchmark::State& state) {
   state.counters["NFE/s"] = benchmark::Counter(double(n) * double(state.iterations()), benchmark::Counter::kIsRate);
 }
 
+/// The default network's forward (mode 0) or training step (mode 1) with its convolutions'
+/// algorithm automatic (0: Winograd where winograd_preferred, nn/winograd.hpp) or tiled (1:
+/// the direct kernel everywhere): the whole-network effect of Winograd, both in one run.
+void BM_refunet_conv_algorithm(benchmark::State& state) {
+  setup s;
+  s.net.set_conv_algorithm(state.range(1) ? nn::conv_algorithm::tiled : nn::conv_algorithm::automatic);
+  const bool train = state.range(0) != 0;
+  if (train) s.train_step(); else s.net.predict(s.x, s.t, s.phi);  // sizes the buffers of this algorithm
+  for (auto _ : state) {
+    if (train) {
+      s.train_step();
+      benchmark::DoNotOptimize(s.loss);
+    } else {
+      s.net.predict(s.x, s.t, s.phi);
+      benchmark::DoNotOptimize(s.phi.data());
+    }
+  }
+}
+
 double best(const std::vector<double>& v) { return *std::min_element(v.begin(), v.end()); }
 
 }  // namespace
@@ -203,6 +222,20 @@ BENCHMARK(BM_refunet_sampling_nfe)
     ->MeasureProcessCPUTime()
     ->Iterations(2)
     ->Repetitions(5)
+    ->ComputeStatistics("min", best);
+
+// Run with --benchmark_enable_random_interleaving=true so the two algorithms alternate.
+BENCHMARK(BM_refunet_conv_algorithm)
+    ->ArgNames({"train", "tiled"})
+    ->Args({0, 0})
+    ->Args({0, 1})
+    ->Args({1, 0})
+    ->Args({1, 1})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime()
+    ->MeasureProcessCPUTime()
+    ->Iterations(3)
+    ->Repetitions(6)
     ->ComputeStatistics("min", best);
 
 BENCHMARK_MAIN();

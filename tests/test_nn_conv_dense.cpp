@@ -68,7 +68,7 @@ TEST_CASE("conv2d tiled float matches float64 on the dense 3x3 and chunked dW pa
 }
 
 TEST_CASE("conv2d Winograd F(2x2, 3x3) float matches float64 at every tiling", "[nn][conv2d][winograd]") {
-  // (a, b, k, batch, h, w); the forward and dx run on winograd.hpp, dW on the tiled kernel
+  // (a, b, k, batch, h, w); the forward and dx run on winograd.hpp, dW on winograd_grad.hpp
   const conv_case cases[] = {
       {3, 5, 3, 10, 7, 7},      // odd size: last tiles half outside; 16 tiles, chunks of 6 samples and a partial one
       {8, 32, 3, 10, 9, 4},     // tile rows of 2 tiles

@@ -18,8 +18,8 @@
 //    computed like the forward. Stride 2 builds cols (im2col) and uses col2im for dx.
 //  - im2col_blas (double and other ISAs by default): im2col and BLAS (backend::cpu::gemm).
 //  - winograd (3 x 3, stride 1, padding 1; by default for float with AVX-512 at 64 channels or
-//    more, winograd_preferred): forward and dx by Winograd's F(2 x 2, 3 x 3) (winograd.hpp),
-//    2.25x fewer multiply-adds; dW as tiled. Other shapes fall back to tiled.
+//    more, winograd_preferred): Winograd's F(2 x 2, 3 x 3), 2.25x fewer multiply-adds: forward
+//    and dx (winograd.hpp), dW in the transform domain (winograd_grad.hpp). Other shapes: tiled.
 // forward(x, m) convolves m(x) for a per-channel map m = SiLU(a x + b) (GroupNorm + SiLU,
 // channel_affine.hpp): the dense 3 x 3 path applies m while it pads x (forward, and the dW pass
 // of backward), so the activations m(x) are never written out.
@@ -47,6 +47,7 @@
 #include "softdiff/nn/layer_support.hpp"
 #include "softdiff/nn/parameter_store.hpp"
 #include "softdiff/nn/winograd.hpp"
+#include "softdiff/nn/winograd_grad.hpp"
 
 namespace softdiff::nn {
 
@@ -62,7 +63,7 @@ enum class conv_algorithm {
                 // registers, else im2col_blas
   tiled,        // conv_kernels.hpp (any scalar type; scalar code without SIMD)
   im2col_blas,  // im2col + BLAS GEMM
-  winograd,     // winograd.hpp for 3 x 3, stride 1, padding 1 (forward and dx); tiled otherwise
+  winograd,     // winograd.hpp for 3 x 3, stride 1, padding 1 (forward and backward); tiled otherwise
 };
 
 template <class T = float>
@@ -332,25 +333,11 @@ private:
   }
 
   /// out [N, B, h, w] = the winograd.hpp convolution of in [N, A, h, w] (through the map m) with
-  /// the transformed weights U (winograd_weights), plus bias (may be null) and the addends e;
-  /// chunks of samples over threads.
+  /// the transformed weights U, plus bias (may be null) and the addends e.
   void winograd_pass(const T* in, std::size_t N, std::size_t A, std::size_t B, std::size_t h, std::size_t w,
                      const T* U, const channel_affine<T>& m, const T* b, const conv_addends<T>& e, T* out) {
-    const detail::winograd_shape s(A, B, h, w, N);
-    detail::strided_offsets(s.cols, A, off_a_);
-    detail::strided_offsets(A, B, off_b_);
-    const std::size_t chunks = (N + s.chunk - 1) / s.chunk;
-    const plan p = make_plan(chunks, N * B * h * w * A * 9);
-    const std::size_t per = s.workspace_size();
-    T* ws = workspace(p.threads, per);
-    const T* residual = e.residual ? e.residual->data() : nullptr;
-    const auto count = static_cast<std::ptrdiff_t>(chunks);
-#pragma omp parallel for schedule(static) num_threads(p.threads) if (p.over_batch)
-    for (std::ptrdiff_t c = 0; c < count; ++c) {
-      const std::size_t n0 = static_cast<std::size_t>(c) * s.chunk, n1 = std::min(N, n0 + s.chunk);
-      detail::winograd_forward_chunk(s, n0, n1, in, m, U, off_a_.data(), off_b_.data(), b, e.sample_bias, residual,
-                                     out, ws + static_cast<std::size_t>(omp_get_thread_num()) * per, p.within_gemm);
-    }
+    detail::winograd_conv(detail::winograd_shape(A, B, h, w, N), N, in, U, m, b, e.sample_bias,
+                          e.residual ? e.residual->data() : nullptr, out, work_, off_a_, off_b_);
   }
 
   /// The dense 3 x 3 forward in bf16 tiles (conv_bf16_passes.hpp), samples over threads.
@@ -386,14 +373,7 @@ private:
     if constexpr (std::is_same_v<T, float>) {
       if (forward_was_bf16_) return backward_bf16(x, dy, g, need_dx);
     }
-    if (need_dx && resolved_algorithm() == conv_algorithm::winograd) {  // dW as tiled, dx = conv(dy, W~)
-      backward_tiled(x, dy, g, false);
-      const std::size_t A = in_channels, B = out_channels;
-      if (!wino_u_current_) detail::winograd_weights(weight.data(), B, A, detail::reserve(wino_u_, 16 * A * B));
-      wino_u_current_ = true;
-      detail::winograd_flipped(wino_u_.data(), A, B, detail::reserve(wino_flip_, 16 * A * B));
-      return winograd_pass(dy.data(), x.shape()[0], B, A, g.oh, g.ow, wino_flip_.data(), {}, nullptr, {}, dx.data());
-    }
+    if (resolved_algorithm() == conv_algorithm::winograd) return backward_winograd(x, dy, g, need_dx);
     const std::size_t N = x.shape()[0], A = in_channels, B = out_channels, K = g.rows(), L = g.cols();
     const std::size_t k = kernel, HW = g.h * g.w, Hp = g.h + 2 * padding, Wp = g.w + 2 * padding;
     const bool shifted = stride == 1, in_place = shifted && k == 1 && padding == 0;
@@ -496,6 +476,18 @@ private:
       detail::fold_partial(p, static_cast<std::size_t>(seg), acc, n_acc);
     }
     add_partials(p, acc, n_acc, K, true);
+  }
+
+  /// dW and dbias in the transform domain (winograd_grad.hpp), dx = conv(dy, W~) by winograd_pass.
+  void backward_winograd(const batch<T>& x, const batch<T>& dy, const detail::conv_geometry& g, bool need_dx) {
+    const std::size_t N = x.shape()[0], A = in_channels, B = out_channels;
+    detail::winograd_backward_weights(detail::winograd_shape(A, B, g.h, g.w, N), N, x.data(), map_, dy.data(), partial_,
+                                      work_, off_c_, off_d_, dweight.data(), dbias.data());
+    if (!need_dx) return;
+    if (!wino_u_current_) detail::winograd_weights(weight.data(), B, A, detail::reserve(wino_u_, 16 * A * B));
+    wino_u_current_ = true;
+    detail::winograd_flipped(wino_u_.data(), A, B, detail::reserve(wino_flip_, 16 * A * B));
+    winograd_pass(dy.data(), N, B, A, g.oh, g.ow, wino_flip_.data(), {}, nullptr, {}, dx.data());
   }
 
   /// W~[c, (o*k + u)*k + v] = W[o, c, k-1-u, k-1-v]: the kernel of dx = conv(dy, W~).

@@ -344,7 +344,8 @@ public:
 
   /// A copy owns new buffers with the same configuration, parameters and gradients.
   refunet(const refunet& other)
-      : max_replicas_(other.max_replicas_), precision_(other.precision_), engine_(other.engine_) {
+      : max_replicas_(other.max_replicas_), precision_(other.precision_), engine_(other.engine_),
+        conv_algorithm_(other.conv_algorithm_) {
     r_.push_back(std::make_unique<detail::refunet_state<T>>(other.config()));
     apply_precision(*r_[0]);
     std::ranges::copy(other.parameters(), r_[0]->store.parameters().begin());
@@ -478,6 +479,12 @@ public:
     for (auto& r : r_) apply_precision(*r);
   }
   [[nodiscard]] precision arithmetic() const { return precision_; }
+  /// The algorithm of every convolution (conv2d.hpp; automatic by default), e.g. to compare
+  /// Winograd with the direct kernel on the whole network (bench_network).
+  void set_conv_algorithm(conv_algorithm a) {
+    conv_algorithm_ = a;
+    for (auto& r : r_) apply_precision(*r);
+  }
 
   /// Replica 0's layers, for tests and benchmarks that look inside (e.g. buffer addresses).
   [[nodiscard]] const detail::refunet_state<T>& internals() const { return *r_[0]; }
@@ -497,7 +504,7 @@ private:
   }
 
   void apply_precision(detail::refunet_state<T>& state) const {
-    state.for_each_conv([&](conv2d<T>& c) { c.arithmetic = precision_, c.engine = engine_; });
+    state.for_each_conv([&](conv2d<T>& c) { c.arithmetic = precision_, c.engine = engine_, c.algorithm = conv_algorithm_; });
   }
 
   /// Threads that run the active replicas.
@@ -529,6 +536,7 @@ private:
   bool sum_replicas_ = true;
   precision precision_ = precision::float32;
   bf16_engine engine_ = bf16_engine::amx;
+  conv_algorithm conv_algorithm_ = conv_algorithm::automatic;
   shape4 out_shape_{};
   batch<T> input_grad_;  // dL/dx gathered from the replicas
   bool forwarded_ = false, has_input_grad_ = false;

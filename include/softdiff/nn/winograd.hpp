@@ -23,11 +23,13 @@
 // of the batch and any thread count.
 #include <algorithm>
 #include <cstddef>
+#include <vector>
 #include <type_traits>
 
 #include "softdiff/nn/channel_affine.hpp"
 #include "softdiff/nn/conv_kernels.hpp"
 #include "softdiff/nn/conv_lowering.hpp"
+#include "softdiff/nn/layer_support.hpp"
 
 namespace softdiff::nn::detail {
 
@@ -292,6 +294,30 @@ void winograd_forward_chunk(const winograd_shape& s, std::size_t n0, std::size_t
     }
     winograd_output(s, M, (n - n0) * s.tiles, b, residual ? residual + n * s.out * HW : nullptr,
                     y + n * s.out * HW, scratch);
+  }
+}
+
+/// out [N, out, h, w] = conv3x3(m(in)) + bias + sample_bias + residual for a batch (see
+/// winograd_forward_chunk), chunks of samples over threads (each GEMM's tiles over threads when
+/// there are fewer chunks than threads; small passes on one thread); work, aoff and boff are
+/// the caller's buffers, resized here.
+template <class T>
+void winograd_conv(const winograd_shape& s, std::size_t N, const T* in, const T* U, const channel_affine<T>& m,
+                   const T* bias, const T* sample_bias, const T* residual, T* out, std::vector<T>& work,
+                   std::vector<std::ptrdiff_t>& aoff, std::vector<std::ptrdiff_t>& boff) {
+  strided_offsets(s.cols, s.in, aoff);
+  strided_offsets(s.in, s.out, boff);
+  const std::size_t chunks = (N + s.chunk - 1) / s.chunk, per = s.workspace_size();
+  const int threads = N * s.out * s.h * s.w * s.in * 9 > 4 * parallel_threshold ? layer_threads() : 1;
+  const bool over_chunks = threads > 1 && chunks >= static_cast<std::size_t>(threads);
+  const int slots = over_chunks ? threads : 1;
+  T* ws = reserve(work, static_cast<std::size_t>(slots) * per);
+  const auto count = static_cast<std::ptrdiff_t>(chunks);
+#pragma omp parallel for schedule(static) num_threads(slots) if (over_chunks)
+  for (std::ptrdiff_t c = 0; c < count; ++c) {
+    const std::size_t n0 = static_cast<std::size_t>(c) * s.chunk, n1 = std::min(N, n0 + s.chunk);
+    winograd_forward_chunk(s, n0, n1, in, m, U, aoff.data(), boff.data(), bias, sample_bias, residual, out,
+                           ws + static_cast<std::size_t>(omp_get_thread_num()) * per, !over_chunks && threads > 1);
   }
 }
 
