@@ -155,6 +155,22 @@ TEST_CASE("conv2d accumulates parameter gradients and can skip dx", "[nn][conv2d
   for (std::size_t i = 0; i < dx1.size(); ++i) REQUIRE(dx2[i] == dx1[i]);  // dx is written, not added
 }
 
+TEST_CASE("conv2d: an empty batch adds nothing to the gradients", "[nn][conv2d]") {
+  for (const auto alg : algorithms)
+    for (const std::size_t stride : {1, 2}) {
+      CAPTURE(int(alg), stride);
+      conv_fixture<float> f(4, 3, 3, stride, 1, 3, alg);
+      const auto x = random_tensor<float, 4>({2, 4, 6, 6}, 5, 1);
+      f.conv.forward(x);
+      f.conv.backward(random_tensor<float, 4>(shape_of(f.conv.y), 5, 2));  // leaves partial sums behind
+      f.store.zero_grad();
+      const batch<float> empty({0, 4, 6, 6});
+      REQUIRE(f.conv.forward(empty).shape()[0] == 0);
+      REQUIRE(f.conv.backward(batch<float>(shape_of(f.conv.y))).shape()[0] == 0);
+      for (const float g : f.store.gradients()) REQUIRE(g == 0.0f);
+    }
+}
+
 TEST_CASE("conv2d gives the same result per sample as for the batch (both threading plans)", "[nn][conv2d]") {
   // large enough to be spread over threads: samples over threads for the batch of 3,
   // each GEMM's tiles over threads for a batch of one

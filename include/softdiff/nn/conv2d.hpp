@@ -214,6 +214,7 @@ struct conv2d {
     SOFTDIFF_REQUIRE(shape_of(dy) == shape_of(y), "conv2d::backward: dy ", to_string(shape_of(dy)),
                     " does not match the forward output ", to_string(shape_of(y)));
     if (need_dx) ensure_shape(dx, shape_of(*x_));
+    if (dy.shape()[0] == 0) return dx;  // nothing to add (the partial sums would hold the last batch's)
     const detail::conv_geometry g = geometry(shape_of(*x_));
     if (on_tiles())
       backward_tiled(*x_, dy, g, need_dx);
