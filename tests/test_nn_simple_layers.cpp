@@ -3,7 +3,9 @@
 // float64 for inputs and parameters, and the shape errors.
 #include <catch2/catch.hpp>
 
+#include <bit>
 #include <cmath>
+#include <cstdint>
 #include <vector>
 
 #include <xtensor/xview.hpp>
@@ -36,6 +38,39 @@ TEST_CASE("silu forward is x sigmoid(x), also far in the tails", "[nn][silu]") {
   // the float exp stays within a few ulp over the whole range used by sigmoid
   for (float t = -87.f; t <= 88.f; t += 0.01f)
     REQUIRE(nn::detail::exp_f32(t) == Approx(std::exp(double(t))).epsilon(3e-7));
+}
+
+TEST_CASE("SiLU rows give each element the scalar arithmetic's bits, whatever the vector width",
+          "[nn][silu]") {
+  // affine_silu_row runs sixteen lanes (channel_affine.hpp); a one-element call takes the
+  // scalar path, so the two agree bit for bit only if the width changes no element's value
+  const std::size_t n = 16 * 7 + 13;  // full vectors and a tail
+  std::vector<float> x(n), row(n), one(n), act_row(n);
+  for (std::size_t i = 0; i < n; ++i) x[i] = 12.0f * std::sin(0.37f * static_cast<float>(i)) + 1e-3f * static_cast<float>(i);
+  x[3] = -100.f, x[5] = 95.f, x[8] = 0.f, x[13] = -0.f;
+  const float a = 1.37f, b = -0.21f;
+  nn::detail::affine_silu_row(x.data(), n, a, b, row.data());
+  for (std::size_t i = 0; i < n; ++i) nn::detail::affine_silu_row(x.data() + i, 1, a, b, one.data() + i);
+  std::size_t differ = 0, nonzero = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    differ += std::bit_cast<std::uint32_t>(row[i]) != std::bit_cast<std::uint32_t>(one[i]);
+    nonzero += row[i] != 0.0f;
+    const double v = a * static_cast<double>(x[i]) + b;
+    REQUIRE(std::abs(row[i] - v / (1.0 + std::exp(-v))) <= 1e-6 * std::max(1.0, std::abs(v)));
+  }
+  CHECK(differ == 0);
+  CHECK(nonzero > n / 2);
+  // the silu layer's sixteen-lane loop against the same per-element arithmetic
+  nn::silu<float> act;
+  batch<float> xb({1, 1, 1, n});
+  std::copy(x.begin(), x.end(), xb.data());
+  std::copy_n(act.forward(xb).data(), n, act_row.data());
+  nn::silu<float> single;
+  batch<float> xi({1, 1, 1, 1});
+  for (std::size_t i = 0; i < n; ++i) {
+    xi.data()[0] = x[i];
+    REQUIRE(std::bit_cast<std::uint32_t>(single.forward(xi).data()[0]) == std::bit_cast<std::uint32_t>(act_row[i]));
+  }
 }
 
 TEST_CASE("silu backward passes finite differences", "[nn][silu][gradcheck]") {

@@ -25,7 +25,7 @@ struct silu {
     const T* xp = x.data();
     T* yp = y.data();
     const auto n = static_cast<std::ptrdiff_t>(x.size());
-#pragma omp parallel for simd schedule(static) num_threads(detail::layer_threads()) if (static_cast<std::size_t>(n) > detail::parallel_threshold)
+#pragma omp parallel for simd simdlen(16) schedule(static) num_threads(detail::layer_threads()) if (static_cast<std::size_t>(n) > detail::parallel_threshold)
     for (std::ptrdiff_t i = 0; i < n; ++i) yp[i] = xp[i] * detail::sigmoid(xp[i]);
     return y;
   }
@@ -39,7 +39,7 @@ struct silu {
     const T *xp = x_->data(), *gp = dy.data();
     T* dp = dx.data();
     const auto n = static_cast<std::ptrdiff_t>(dy.size());
-#pragma omp parallel for simd schedule(static) num_threads(detail::layer_threads()) if (static_cast<std::size_t>(n) > detail::parallel_threshold)
+#pragma omp parallel for simd simdlen(16) schedule(static) num_threads(detail::layer_threads()) if (static_cast<std::size_t>(n) > detail::parallel_threshold)
     for (std::ptrdiff_t i = 0; i < n; ++i) {
       const T s = detail::sigmoid(xp[i]);
       dp[i] = gp[i] * s * (T(1) + xp[i] * (T(1) - s));
