@@ -131,6 +131,34 @@ TEST_CASE("group_norm::forward_silu and backward_silu equal group_norm and silu 
   for (std::size_t i = 0; i < again.size(); ++i) REQUIRE(again.data()[i] == Approx(dx_ref.data()[i]).margin(1e-12));
 }
 
+TEST_CASE("group_norm::backward_silu in float gives group_norm and silu's bits", "[nn][group_norm]") {
+  // the fused backward computes SiLU's gradient in a loop of its own (sixteen lanes) and then
+  // the very sums of group_norm::backward, so the two routes agree to the bit
+  const std::size_t N = 2, C = 32, H = 7, W = 9;
+  nn::parameter_store<float> store;
+  nn::group_norm<float> gn(8, C);
+  gn.declare(store, "gn");
+  store.allocate();
+  gn.bind(store);
+  for (std::size_t i = 0; i < C; ++i) gn.weight[i] = 0.5f + 0.03f * float(i), gn.bias[i] = 0.02f * float(i) - 0.3f;
+  const auto x = random_tensor<float, 4>({N, C, H, W}, 43, 1, 1.5, 0.3);
+  const auto ds = random_tensor<float, 4>({N, C, H, W}, 43, 2);
+  nn::silu<float> act;
+  (void)act.forward(gn.forward(x));
+  const batch<float> dx_ref = gn.backward(act.backward(ds));
+  const std::vector<float> grads_ref(store.gradients().begin(), store.gradients().end());
+  store.zero_grad();
+  (void)gn.forward_silu(x);
+  const auto& dx = gn.backward_silu(ds);
+  std::size_t nonzero = 0;
+  for (std::size_t i = 0; i < dx.size(); ++i) {
+    REQUIRE(dx.data()[i] == dx_ref.data()[i]);
+    nonzero += dx.data()[i] != 0.0f;
+  }
+  CHECK(nonzero == dx.size());
+  for (std::size_t i = 0; i < grads_ref.size(); ++i) REQUIRE(store.gradients()[i] == grads_ref[i]);
+}
+
 namespace {
 
 /// conv(SiLU(GroupNorm(x))) with the map fused into the convolution (the ResBlock pattern).
