@@ -15,6 +15,8 @@
 #include <catch2/catch.hpp>
 
 #include <cstddef>
+#include <cstdint>
+#include <vector>
 
 #include "softdiff/nn/conv2d.hpp"
 #include "softdiff/nn/group_norm.hpp"
@@ -103,21 +105,50 @@ TEST_CASE("conv2d Winograd F(2x2, 3x3) float matches float64 at every tiling", "
   REQUIRE(one.resolved_algorithm() == nn::conv_algorithm::tiled);
 }
 
+namespace {
+
+/// A GroupNorm of shape[1] channels in `groups` groups with gamma[i] = g0 + g1 i, beta[i] =
+/// b0 + b1 i, an input x of `shape` (streams 1 of `seed`) and an upstream gradient ds (stream 2).
+template <class T>
+struct norm_setup {
+  nn::parameter_store<T> store;
+  nn::group_norm<T> gn;
+  batch<T> x, ds;
+  norm_setup(std::size_t groups, shape4 shape, std::uint64_t seed, T g0, T g1, T b0, T b1)
+      : gn(groups, shape[1]), x(random_tensor<T, 4>(shape, seed, 1, 1.5, 0.3)),
+        ds(random_tensor<T, 4>(shape, seed, 2)) {
+    const std::size_t C = shape[1];
+    gn.declare(store, "gn");
+    store.allocate();
+    gn.bind(store);
+    for (std::size_t i = 0; i < C; ++i) gn.weight[i] = g0 + g1 * T(i), gn.bias[i] = b0 + b1 * T(i);
+  }
+  /// SiLU(GroupNorm(x)) by the two layers in turn, and their backward of ds: output, dx and the
+  /// parameter gradients (zeroed afterwards).
+  struct route {
+    batch<T> y, dx;
+    std::vector<T> grads;
+  };
+  route unfused() {
+    nn::silu<T> act;
+    route r{act.forward(gn.forward(x)), {}, {}};
+    r.dx = gn.backward(act.backward(ds));
+    r.grads.assign(store.gradients().begin(), store.gradients().end());
+    store.zero_grad();
+    return r;
+  }
+};
+
+}  // namespace
+
 TEST_CASE("group_norm::forward_silu and backward_silu equal group_norm and silu in turn", "[nn][group_norm]") {
-  const std::size_t N = 3, C = 8, H = 5, W = 6;
-  nn::parameter_store<double> store;
-  nn::group_norm<double> gn(4, C);
-  gn.declare(store, "gn");
-  store.allocate();
-  gn.bind(store);
-  for (std::size_t i = 0; i < C; ++i) gn.weight[i] = 0.5 + 0.1 * double(i), gn.bias[i] = 0.05 * double(i) - 0.2;
-  const auto x = random_tensor<double, 4>({N, C, H, W}, 41, 1, 1.5, 0.3);
-  const auto ds = random_tensor<double, 4>({N, C, H, W}, 41, 2);
-  nn::silu<double> act;
-  const batch<double> s_ref = act.forward(gn.forward(x));
-  const batch<double> dx_ref = gn.backward(act.backward(ds));
-  const std::vector<double> grads_ref(store.gradients().begin(), store.gradients().end());
-  store.zero_grad();
+  norm_setup<double> f(4, {3, 8, 5, 6}, 41, 0.5, 0.1, -0.2, 0.05);
+  auto& store = f.store;
+  auto& gn = f.gn;
+  const auto &x = f.x, &ds = f.ds;
+  const auto ref = f.unfused();
+  const batch<double>&s_ref = ref.y, &dx_ref = ref.dx;
+  const std::vector<double>& grads_ref = ref.grads;
   const auto& s = gn.forward_silu(x);
   REQUIRE(shape_of(s) == shape_of(s_ref));
   for (std::size_t i = 0; i < s.size(); ++i) REQUIRE(s.data()[i] == Approx(s_ref.data()[i]).margin(1e-14));
@@ -134,29 +165,19 @@ TEST_CASE("group_norm::forward_silu and backward_silu equal group_norm and silu 
 TEST_CASE("group_norm::backward_silu in float gives group_norm and silu's bits", "[nn][group_norm]") {
   // the fused backward computes SiLU's gradient in a loop of its own (sixteen lanes) and then
   // the very sums of group_norm::backward, so the two routes agree to the bit
-  const std::size_t N = 2, C = 32, H = 7, W = 9;
-  nn::parameter_store<float> store;
-  nn::group_norm<float> gn(8, C);
-  gn.declare(store, "gn");
-  store.allocate();
-  gn.bind(store);
-  for (std::size_t i = 0; i < C; ++i) gn.weight[i] = 0.5f + 0.03f * float(i), gn.bias[i] = 0.02f * float(i) - 0.3f;
-  const auto x = random_tensor<float, 4>({N, C, H, W}, 43, 1, 1.5, 0.3);
-  const auto ds = random_tensor<float, 4>({N, C, H, W}, 43, 2);
-  nn::silu<float> act;
-  (void)act.forward(gn.forward(x));
-  const batch<float> dx_ref = gn.backward(act.backward(ds));
-  const std::vector<float> grads_ref(store.gradients().begin(), store.gradients().end());
-  store.zero_grad();
-  (void)gn.forward_silu(x);
-  const auto& dx = gn.backward_silu(ds);
+  norm_setup<float> f(8, {2, 32, 7, 9}, 43, 0.5f, 0.03f, -0.3f, 0.02f);
+  const auto ref = f.unfused();
+  const batch<float>& dx_ref = ref.dx;
+  const std::vector<float>& grads_ref = ref.grads;
+  (void)f.gn.forward_silu(f.x);
+  const auto& dx = f.gn.backward_silu(f.ds);
   std::size_t nonzero = 0;
   for (std::size_t i = 0; i < dx.size(); ++i) {
     REQUIRE(dx.data()[i] == dx_ref.data()[i]);
     nonzero += dx.data()[i] != 0.0f;
   }
   CHECK(nonzero == dx.size());
-  for (std::size_t i = 0; i < grads_ref.size(); ++i) REQUIRE(store.gradients()[i] == grads_ref[i]);
+  for (std::size_t i = 0; i < grads_ref.size(); ++i) REQUIRE(f.store.gradients()[i] == grads_ref[i]);
 }
 
 namespace {
