@@ -256,7 +256,15 @@ inline void micro_tile_taps3(std::size_t kc, const T* const* a, const T* b, cons
           acc[i][j] = S::add(acc[i][j], i < rows ? S::load(p) : S::zero());
       }
   }
+  // The image rows of (c, u) a few steps ahead into L1: consecutive channels are a plane apart,
+  // a stride the hardware prefetchers miss (a hint only; no value depends on it).
+  constexpr std::size_t ahead = 3 * 4;
   for (std::size_t k = 0; k < kc; k += 3) {
+    if (k + ahead < kc) {
+      const T* pk = b + boff[k + ahead];
+#pragma GCC unroll 5
+      for (std::size_t j = 0; j <= NV * W * sizeof(T) / 64; ++j) __builtin_prefetch(pk + j * (64 / sizeof(T)), 0, 3);
+    }
 #pragma GCC unroll 3
     for (std::size_t v = 0; v < 3; ++v) {
       typename S::reg bv[NV];
