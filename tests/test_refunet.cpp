@@ -11,6 +11,7 @@
 #include <limits>
 #include <new>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <omp.h>
@@ -357,6 +358,59 @@ TEST_CASE("refunet: splitting the batch over replicas changes nothing", "[nn][re
     split.predict(x, t, phi3);
     CHECK(phi3(n - 1, 0, 5, 5) == Approx(phi2(n - 1, 0, 5, 5) + 0.5f).margin(1e-5));
     CHECK(phi3(0, 0, 5, 5) == Approx(phi2(0, 0, 5, 5) + 0.5f).margin(1e-5));
+  }
+}
+
+TEST_CASE("refunet::freeze: the same bits as thawed, parameters locked, a thaw derives again", "[nn][refunet][threads]") {
+  const int threads = omp_get_max_threads();
+  omp_set_num_threads(std::max(2, threads));
+  struct restore {
+    int n;
+    ~restore() { omp_set_num_threads(n); }
+  } restore_threads{threads};
+  nn::refunet_config c;  // 16-channel convolutions, so that bf16 runs on them
+  c.base_channels = 16;
+  c.channel_mult = {1, 2};
+  c.num_res_blocks = 1;
+  c.groups = 4;
+  const std::size_t n = 6;
+  const auto x = random_tensor<float, 4>({n, 1, 28, 28}, 8, 1);
+  const auto t = times(n);
+  for (const bool bf16 : {false, true}) {
+    CAPTURE(bf16);
+    nn::refunet<float> net(c, 5), ref(c, 5);
+    if (bf16) {  // the emulated tiles run anywhere; the packing kept while frozen is the same
+      net.set_precision(nn::precision::bf16, nn::bf16_engine::emulated);
+      ref.set_precision(nn::precision::bf16, nn::bf16_engine::emulated);
+    }
+    batch<float> want, got;
+    ref.predict(x, t, want);
+    net.freeze(true);  // before any forward: replicas 1-3 are built while frozen
+    REQUIRE(net.frozen());
+    for (int call = 0; call < 2; ++call) {  // the first derives, the second reuses
+      net.predict(x, t, got);
+      CHECK(net.replicas_in_use() == 4);
+      REQUIRE(shape_of(got) == shape_of(want));
+      CHECK(std::equal(got.begin(), got.end(), want.begin()));
+    }
+    CHECK_THROWS_WITH(net.parameters(), Contains("refunet::parameters") && Contains("frozen"));
+    CHECK_THROWS_WITH(net.store(), Contains("refunet::store") && Contains("frozen"));
+    CHECK_THROWS_WITH(net.init(1), Contains("refunet::init") && Contains("frozen"));
+    CHECK(std::as_const(net).parameters().size() == ref.parameter_count());  // reading stays open
+    // thawed, a changed weight of a 16 -> 16 convolution reaches every replica (in bf16 through a
+    // new packing), frozen again too
+    net.freeze(false);
+    const std::size_t w = ref.store().entry("down.0.res.0.conv1.weight").offset;
+    for (std::size_t i = 0; i < 9; ++i) net.parameters()[w + i] += 0.25f, ref.parameters()[w + i] += 0.25f;
+    batch<float> want2;
+    ref.predict(x, t, want2);
+    CHECK_FALSE(std::equal(want2.begin(), want2.end(), want.begin()));
+    for (const bool frozen : {false, true}) {
+      CAPTURE(frozen);
+      net.freeze(frozen);
+      net.predict(x, t, got);
+      CHECK(std::equal(got.begin(), got.end(), want2.begin()));
+    }
   }
 }
 

@@ -72,7 +72,8 @@ inline nn::precision apply_precision(loaded_model& m, const std::string& text, s
 
 /// Reads `path`, builds the network its refunet_config describes, loads the sampling (EMA)
 /// weights after checking every name, shape and dtype, and restores operator, schedule and
-/// final distribution from the description.
+/// final distribution from the description. The network comes frozen (refunet::freeze): the
+/// commands that load a checkpoint only sample from it.
 [[nodiscard]] inline loaded_model load_model(const std::filesystem::path& path) {
   const data::safetensors_file file = data::read_safetensors(path);
   const std::string where = "checkpoint '" + path.string() + "'";
@@ -83,6 +84,7 @@ inline nn::precision apply_precision(loaded_model& m, const std::string& text, s
   nn::load_weights<float>(file, net.store());
   model_type model(make_operator(d), *d.schedule, std::move(net));
   model.set_final_distribution(*d.final_distribution);
+  model.network().freeze(true);  // inference only: the replicas and the bf16 packing are set up once
   const nlohmann::json meta = nn::metadata_json(file, "softdiff");
   const std::int64_t step =
       meta.contains("step") ? data::json_integer<std::int64_t>(meta["step"], where + ": __metadata__ softdiff \"step\"") : 0;

@@ -126,6 +126,10 @@ struct conv2d {
     if (p == precision::bf16) require_bf16_engine(e);
     arithmetic = p, engine = e;
   }
+  /// Frozen weights (refunet::freeze): a forward's bf16 packing is kept for the next one, so
+  /// weight must not change while frozen; freezing or thawing drops what was kept.
+  void freeze_weights(bool on) { weights_frozen_ = on, bf16_.forget_weights(); }
+
   /// Whether a forward of this layer runs in bf16 tiles.
   [[nodiscard]] bool runs_bf16() const {
     return std::is_same_v<T, float> && arithmetic == precision::bf16 && on_tiles() && dense_taps3() &&
@@ -346,7 +350,8 @@ private:
     const std::size_t N = x.shape()[0];
     const plan p = make_plan(N, N * out_channels * g.h * g.w * in_channels * 9);
     bf16_.forward(engine, x.data(), N, in_channels, out_channels, g.h, g.w, weight.data(), bias.data(), map_,
-                  e.sample_bias, e.residual ? e.residual->data() : nullptr, y.data(), p.threads, p.over_batch);
+                  e.sample_bias, e.residual ? e.residual->data() : nullptr, y.data(), p.threads, p.over_batch,
+                  weights_frozen_);
   }
 
   /// The backward of forward_bf16 (bf16 training): dW^T and dbias into the reduction's partials.
@@ -589,6 +594,7 @@ private:
   bool wino_u_current_ = false;         // wino_u_ is the transform of the weights the last forward used
   detail::bf16_conv_passes bf16_;  // forward_bf16, backward_bf16
   bool forward_was_bf16_ = false;     // backward follows it in bf16
+  bool weights_frozen_ = false;       // freeze_weights
   std::vector<std::ptrdiff_t> off_a_, off_b_, off_c_, off_d_;
 };
 

@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 #include <omp.h>
@@ -27,15 +28,16 @@ class bf16_conv_passes {
 public:
   /// y [N, B, H, W] = conv(m(x)) + bias (+ sample_bias [N B], + residual [N, B, H, W] when not
   /// null) for x [N, A, H, W]; m is prepared sample by sample. `threads` workspace slots, the
-  /// samples over them when `over_batch`.
+  /// samples over them when `over_batch`. `frozen_weights`: the weights are those of the last
+  /// call with it (their bf16 packing is kept; forget_weights drops it).
   void forward(bf16_engine engine, const float* x, std::size_t N, std::size_t A, std::size_t B, std::size_t H,
                std::size_t W, const float* weight, const float* bias, const channel_affine<float>& m,
-               const float* sample_bias, const float* residual, float* y, int threads, bool over_batch) {
+               const float* sample_bias, const float* residual, float* y, int threads, bool over_batch,
+               bool frozen_weights = false) {
     require_bf16_engine(engine);
     const bf16_conv_plan bp(A, B, H, W);
     const std::size_t HW = H * W, per = bp.grid_output() + bp.row_scratch() + B;
-    std::uint16_t* wp = reserve(w_, bp.packed_weights());
-    pack_bf16_weights(weight, bp, wp);
+    const std::uint16_t* wp = forward_weights(weight, bp, frozen_weights);
     float* ws = reserve(f_, static_cast<std::size_t>(threads) * per);
     std::uint32_t* qs = reserve(q_, static_cast<std::size_t>(threads) * bp.packed_input());
     const auto count = static_cast<std::ptrdiff_t>(N);
@@ -74,7 +76,7 @@ public:
     float* zero_bias = f + slots * perf;
     std::fill_n(zero_bias, A, 0.0f);
     if (dx) {
-      wf = reserve(w_, xp.packed_weights());
+      wf = reserve(wflip_, xp.packed_weights());
       pack_bf16_weights(weight, xp, wf, true);
     }
     const auto segments = static_cast<std::ptrdiff_t>(p.segments);
@@ -100,8 +102,23 @@ public:
     }
   }
 
+  /// The next forward packs its weights again.
+  void forget_weights() { packed_for_ = {0, 0}; }
+
 private:
-  std::vector<std::uint16_t> w_, h_;  // packed bf16 weights; per-thread bf16 planes
+  /// pack_bf16_weights(weight) in w_; with `reuse` (frozen weights: conv2d::freeze_weights) the
+  /// packing of an earlier call with reuse is kept.
+  const std::uint16_t* forward_weights(const float* weight, const bf16_conv_plan& bp, bool reuse) {
+    const std::pair<std::size_t, std::size_t> dims{bp.C, bp.B};
+    if (!reuse || packed_for_ != dims) {
+      pack_bf16_weights(weight, bp, reserve(w_, bp.packed_weights()));
+      packed_for_ = reuse ? dims : std::pair<std::size_t, std::size_t>{0, 0};
+    }
+    return w_.data();
+  }
+
+  std::vector<std::uint16_t> w_, wflip_, h_;  // packed bf16 weights (forward, dx's flipped); per-thread planes
+  std::pair<std::size_t, std::size_t> packed_for_{0, 0};  // (in, out) of a packing kept for reuse
   std::vector<std::uint32_t> q_;      // per-thread packed pairs
   std::vector<float> f_;              // per-thread float scratch
 };

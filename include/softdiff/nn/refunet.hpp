@@ -363,7 +363,24 @@ public:
   /// bias ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)); GroupNorm: weight 1, bias 0) from Philox
   /// stream refunet_init_stream of `seed`, and zeroes the gradients. Same seed, same values,
   /// for any thread count.
-  void init(std::uint64_t seed) { r_[0]->init(seed); }
+  void init(std::uint64_t seed) {
+    (void)thawed_store("init");
+    r_[0]->init(seed);
+  }
+
+  /// Inference with fixed parameters (sampling, evaluation): freeze(true) copies the parameters
+  /// to every replica once and lets the layers keep what they derive from them (the bf16 packing
+  /// of the weights), instead of redoing both at every call (at batches of 16, 8% of a call).
+  /// While frozen the parameters cannot change: init and the mutable parameters() and store()
+  /// throw. freeze(false) thaws; outputs are the same bits either way.
+  void freeze(bool on) {
+    frozen_ = on;
+    for (std::size_t r = 0; r < r_.size(); ++r) {
+      if (on && r > 0) std::ranges::copy(std::as_const(r_[0]->store).parameters(), r_[r]->store.parameters().begin());
+      r_[r]->for_each_conv([&](conv2d<T>& c) { c.freeze_weights(on); });
+    }
+  }
+  [[nodiscard]] bool frozen() const { return frozen_; }
 
   /// phi = RefUNet(x, t): x [N, in_channels, H, W] with H, W multiples of 2^(levels - 1),
   /// one finite t per image. phi may be x itself. Keeps the activations, so a backward after
@@ -381,7 +398,7 @@ public:
     } else {
       std::span<const T> values = r_[0]->store.parameters();
       run_replicas([&](std::size_t r) {
-        if (r > 0) std::ranges::copy(values, r_[r]->store.parameters().begin());
+        if (r > 0 && !frozen_) std::ranges::copy(values, r_[r]->store.parameters().begin());
         r_[r]->run_forward(t.subspan(split_[r], split_[r + 1] - split_[r]));
       });
     }
@@ -447,13 +464,13 @@ public:
 
   void zero_grad() { r_[0]->store.zero_grad(); }
   [[nodiscard]] std::size_t parameter_count() const { return r_[0]->store.size(); }
-  [[nodiscard]] std::span<T> parameters() { return r_[0]->store.parameters(); }
+  [[nodiscard]] std::span<T> parameters() { return thawed_store("parameters").parameters(); }
   [[nodiscard]] std::span<const T> parameters() const { return std::as_const(r_[0]->store).parameters(); }
   [[nodiscard]] std::span<T> gradients() { return r_[0]->store.gradients(); }
   [[nodiscard]] std::span<const T> gradients() const { return std::as_const(r_[0]->store).gradients(); }
 
   /// Named views (spec checkpoint names, PyTorch shapes, offsets into parameters()).
-  [[nodiscard]] parameter_store<T>& store() { return r_[0]->store; }
+  [[nodiscard]] parameter_store<T>& store() { return thawed_store("store"); }
   [[nodiscard]] const parameter_store<T>& store() const { return r_[0]->store; }
   [[nodiscard]] const refunet_config& config() const { return r_[0]->config; }
 
@@ -490,12 +507,22 @@ public:
   [[nodiscard]] const detail::refunet_state<T>& internals() const { return *r_[0]; }
 
 private:
+  /// Replica 0's store for a caller that may change the parameters: refused while frozen.
+  parameter_store<T>& thawed_store(const char* what) {
+    detail::require(!frozen_, "refunet::", what, ": the parameters are frozen (freeze(false) first)");
+    return r_[0]->store;
+  }
+
   /// Chooses the replicas and their sample ranges for a batch of n (builds missing replicas).
   void plan(std::size_t n) {
     const std::size_t R = std::max<std::size_t>(1, std::min(n, max_replicas_ > 0 ? max_replicas_ : default_replicas));
     while (r_.size() < R) {
       r_.push_back(std::make_unique<detail::refunet_state<T>>(config()));
       apply_precision(*r_.back());
+      if (frozen_) {
+        std::ranges::copy(std::as_const(r_[0]->store).parameters(), r_.back()->store.parameters().begin());
+        r_.back()->for_each_conv([](conv2d<T>& c) { c.freeze_weights(true); });
+      }
     }
     split_.resize(R + 1);
     grads_.resize(R);
@@ -534,6 +561,7 @@ private:
   std::vector<T*> grads_;                                     // the replicas' gradient buffers
   std::size_t active_ = 1, max_replicas_ = 0;
   bool sum_replicas_ = true;
+  bool frozen_ = false;  // freeze
   precision precision_ = precision::float32;
   bf16_engine engine_ = bf16_engine::amx;
   conv_algorithm conv_algorithm_ = conv_algorithm::automatic;
