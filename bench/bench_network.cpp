@@ -140,6 +140,7 @@ void BM_refunet_sampling_nfe(benchmark::State& state) {
     }
     net.set_precision(nn::precision::bf16);
   }
+  net.freeze(true);  // as the commands that sample do (refunet::freeze)
   batch<float> x{shape4{n, 1, kSize, kSize}}, phi;
   noise_source{7, 1}.fill(x);
   std::vector<double> t(n);
