@@ -20,6 +20,7 @@
 #include "softdiff/nn/refunet.hpp"
 #include "support/allocation_counter.hpp"
 #include "support/grad_check.hpp"
+#include "support/omp_threads.hpp"
 
 using namespace softdiff;
 using Catch::Matchers::Contains;
@@ -315,12 +316,7 @@ TEST_CASE("refunet: steady-state forward and backward allocate nothing; gradient
 }
 
 TEST_CASE("refunet: splitting the batch over replicas changes nothing", "[nn][refunet][threads]") {
-  const int threads = omp_get_max_threads();
-  omp_set_num_threads(std::max(2, threads));
-  struct restore {
-    int n;
-    ~restore() { omp_set_num_threads(n); }
-  } restore_threads{threads};
+  const testing::omp_threads_scope threads_scope(std::max(2, omp_get_max_threads()));
   for (std::size_t n : {3, 8, 11}) {  // one sample per replica, an even and an uneven split over 4
     CAPTURE(n);
     nn::refunet<float> one(small_config(), 9), split(small_config(), 9);
@@ -362,12 +358,7 @@ TEST_CASE("refunet: splitting the batch over replicas changes nothing", "[nn][re
 }
 
 TEST_CASE("refunet::freeze: the same bits as thawed, parameters locked, a thaw derives again", "[nn][refunet][threads]") {
-  const int threads = omp_get_max_threads();
-  omp_set_num_threads(std::max(2, threads));
-  struct restore {
-    int n;
-    ~restore() { omp_set_num_threads(n); }
-  } restore_threads{threads};
+  const testing::omp_threads_scope threads_scope(std::max(2, omp_get_max_threads()));
   nn::refunet_config c;  // 16-channel convolutions, so that bf16 runs on them
   c.base_channels = 16;
   c.channel_mult = {1, 2};
@@ -416,12 +407,7 @@ TEST_CASE("refunet::freeze: the same bits as thawed, parameters locked, a thaw d
 
 TEST_CASE("refunet<double> whole-network gradient check: every tensor and the input", "[nn][refunet][gradcheck]") {
   // Thousands of tiny forward passes: one thread avoids OpenMP barriers on a shared machine.
-  const int threads = omp_get_max_threads();
-  omp_set_num_threads(1);
-  struct restore {
-    int n;
-    ~restore() { omp_set_num_threads(n); }
-  } restore_threads{threads};
+  const testing::omp_threads_scope threads_scope(1);
   nn::refunet<double> net(tiny_config(), 11);
   // non-trivial GroupNorm affine parameters, so their gradients and the affine paths are exercised
   for (const auto& e : net.store().entries())

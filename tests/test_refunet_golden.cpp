@@ -23,6 +23,7 @@
 
 #include "softdiff/data/safetensors.hpp"
 #include "softdiff/nn/refunet.hpp"
+#include "support/omp_threads.hpp"
 
 using namespace softdiff;
 
@@ -69,12 +70,7 @@ void load_weights(nn::refunet<T>& net) {
 /// With `replicas` = 2 the batch of two is split over two replicas of the layers (on two threads).
 template <class T>
 void check_against_golden(double tol_phi, double tol_grad, std::size_t replicas) {
-  const int threads = omp_get_max_threads();
-  omp_set_num_threads(std::max(2, threads));
-  struct restore {
-    int n;
-    ~restore() { omp_set_num_threads(n); }
-  } restore_threads{threads};
+  const testing::omp_threads_scope threads_scope(std::max(2, omp_get_max_threads()));
   nn::refunet<T> net(golden_config(), 5);
   net.set_max_replicas(replicas);
   load_weights(net);
