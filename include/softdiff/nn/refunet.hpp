@@ -342,7 +342,8 @@ public:
     r_[0]->init(seed);
   }
 
-  /// A copy owns new buffers with the same configuration, parameters and gradients.
+  /// A copy owns new buffers with the same configuration, parameters and gradients (thawed:
+  /// freeze is not copied).
   refunet(const refunet& other)
       : max_replicas_(other.max_replicas_), precision_(other.precision_), engine_(other.engine_),
         conv_algorithm_(other.conv_algorithm_) {
