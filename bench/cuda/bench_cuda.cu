@@ -6,6 +6,7 @@
 //                                 C_t x0, C_{t'} x0, fused update), the levels of
 //                                 bench/torch_momentum_step.py
 //   fill_normal/cuda              Philox noise alone
+//   .../batch:2048                the update and the noise at 16x the batch (100 MB per array)
 // Counters: GB/s of the bytes a pass must move (blur: read x, write y; update: read x, y_t,
 // C_{t'} x0, write x; noise: write), and bw_share = GB/s over the device's peak memory bandwidth
 // (2 x memory clock x bus width, from cudaDeviceGetAttribute; CUDA 13 removed the
@@ -44,6 +45,7 @@ using softdiff_bench::bench_schedule;
 
 constexpr std::size_t kN = 128, kC = 3, kH = 64, kW = 64, kCount = kN * kC * kH * kW;
 const shape4 kShape{kN, kC, kH, kW};
+constexpr std::size_t kLargeCount = 16 * kCount;
 
 /// Bytes read plus written per second by cudaMemcpyAsync between two 512 MiB device buffers
 /// (best of 10 copies after a warm-up): what a pure streaming kernel can reach on this device.
@@ -124,9 +126,9 @@ void run_timed(benchmark::State& state, F&& f, double bytes_per_iteration) {
   }
 }
 
-cuda_ops::device_buffer<float> normal_device_batch(std::uint64_t stream) {
-  cuda_ops::device_buffer<float> d(kCount);
-  cuda::fill_normal<float>(2024, stream, d.data(), kCount);
+cuda_ops::device_buffer<float> normal_device_batch(std::uint64_t stream, std::size_t count = kCount) {
+  cuda_ops::device_buffer<float> d(count);
+  cuda::fill_normal<float>(2024, stream, d.data(), count);
   return d;
 }
 
@@ -138,12 +140,12 @@ void blur(benchmark::State& state, double sd) {
 }
 
 // sigma_t = 0.015 -> 0.0145 (the levels of bench/torch_momentum_step.py's std:3)
-void momentum_update(benchmark::State& state) {
-  auto x = normal_device_batch(1), y = normal_device_batch(2), c = normal_device_batch(3);
+void momentum_update(benchmark::State& state, std::size_t count) {
+  auto x = normal_device_batch(1, count), y = normal_device_batch(2, count), c = normal_device_batch(3, count);
   const noise_source noise{7, stream_for(stream_purpose::sampler, 0)};
   run_timed(
-      state, [&] { cuda_ops::momentum<float>::update(x.data(), x.data(), y.data(), c.data(), kCount, 0.015, 0.0145, noise); },
-      4.0 * kCount * sizeof(float));
+      state, [&] { cuda_ops::momentum<float>::update(x.data(), x.data(), y.data(), c.data(), count, 0.015, 0.0145, noise); },
+      4.0 * double(count) * sizeof(float));
 }
 
 void momentum_step(benchmark::State& state, double t, double t_next) {
@@ -157,9 +159,9 @@ void momentum_step(benchmark::State& state, double t, double t_next) {
   run_timed(state, [&] { sampler.step(model, x, t, t_next, noise); }, 10.0 * kCount * sizeof(float));
 }
 
-void fill_normal(benchmark::State& state) {
-  cuda_ops::device_buffer<float> x(kCount);
-  run_timed(state, [&] { cuda::fill_normal<float>(1, 2, x.data(), kCount); }, 1.0 * kCount * sizeof(float));
+void fill_normal(benchmark::State& state, std::size_t count) {
+  cuda_ops::device_buffer<float> x(count);
+  run_timed(state, [&] { cuda::fill_normal<float>(1, 2, x.data(), count); }, 1.0 * double(count) * sizeof(float));
 }
 
 void describe_device() {
@@ -186,13 +188,20 @@ int main(int argc, char** argv) try {
     std::snprintf(name, sizeof name, "blur/cuda/std:%g", sd);
     benchmark::RegisterBenchmark(name, [sd](benchmark::State& s) { blur(s, sd); })->UseManualTime();
   }
-  benchmark::RegisterBenchmark("momentum_update/cuda", momentum_update)->UseManualTime();
+  benchmark::RegisterBenchmark("momentum_update/cuda", [](benchmark::State& s) { momentum_update(s, kCount); })
+      ->UseManualTime();
   // t -> t' giving blur std 3 -> 2.9 and 10 -> 9.8 (sigma 0.015 -> 0.0145, 0.05 -> 0.049)
   benchmark::RegisterBenchmark("momentum_step/cuda/std:3", [](benchmark::State& s) { momentum_step(s, 0.03, 0.029); })
       ->UseManualTime();
   benchmark::RegisterBenchmark("momentum_step/cuda/std:10", [](benchmark::State& s) { momentum_step(s, 0.1, 0.098); })
       ->UseManualTime();
-  benchmark::RegisterBenchmark("fill_normal/cuda", fill_normal)->UseManualTime();
+  benchmark::RegisterBenchmark("fill_normal/cuda", [](benchmark::State& s) { fill_normal(s, kCount); })->UseManualTime();
+  // The two streaming kernels at 16x the batch (2048 images, 100 MB per array): at 128 images a
+  // call lasts about 13 us, where launch latency is a large part; here the kernel's own rate shows.
+  benchmark::RegisterBenchmark("momentum_update/cuda/batch:2048", [](benchmark::State& s) { momentum_update(s, kLargeCount); })
+      ->UseManualTime();
+  benchmark::RegisterBenchmark("fill_normal/cuda/batch:2048", [](benchmark::State& s) { fill_normal(s, kLargeCount); })
+      ->UseManualTime();
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   benchmark::RunSpecifiedBenchmarks();
