@@ -83,24 +83,14 @@ state state_of(const Trainer& t, double loss) {
 
 /// K steps on `ranks` threads standing for processes; every rank's final state.
 std::vector<state> run_parallel(int ranks, std::size_t batch_size, int steps, loss::loss_kind kind) {
-  auto group = std::make_shared<test::thread_group>(ranks);
   std::vector<state> out(static_cast<std::size_t>(ranks));
-  std::vector<std::exception_ptr> failures(static_cast<std::size_t>(ranks));
-  std::vector<std::thread> threads;
-  for (int r = 0; r < ranks; ++r)
-    threads.emplace_back([&, r] {
-      try {
-        parallel_trainer t(model(), tiny_data(12), config(batch_size, kind), test::thread_communicator(group, r));
-        double loss = 0;
-        for (int k = 0; k < steps; ++k) loss = t.step().loss;
-        out[static_cast<std::size_t>(r)] = state_of(t, loss);
-      } catch (...) {
-        failures[static_cast<std::size_t>(r)] = std::current_exception();
-      }
-    });
-  for (auto& th : threads) th.join();
-  for (auto& f : failures)
-    if (f) std::rethrow_exception(f);
+  test::run_ranks(ranks, [&](test::thread_communicator& c) {
+    const auto r = static_cast<std::size_t>(c.rank());
+    parallel_trainer t(model(), tiny_data(12), config(batch_size, kind), c);
+    double loss = 0;
+    for (int k = 0; k < steps; ++k) loss = t.step().loss;
+    out[r] = state_of(t, loss);
+  });
   return out;
 }
 
@@ -135,6 +125,39 @@ TEST_CASE("data-parallel training: a batch that does not split is refused, namin
                     Contains("global batch of 6 samples does not split into 4 equal replicas for 2 processes"));
   // a batch of 2 runs as 2 replicas: 3 processes would leave one without work
   CHECK_THROWS_WITH(run_parallel(3, 2, 1, loss::loss_kind::ssm), Contains("3 processes but the batch of 2 runs as 2 replicas"));
+}
+
+TEST_CASE("thread communicator: a rank that fails outside a collective stops the others instead of hanging them",
+          "[distributed]") {
+  std::vector<int> barriers_passed(3, 0), stopped(3, 0);  // one element per rank
+  // rank 1 throws before its first barrier; ranks 0 and 2 wait there, then meet rank_failed
+  CHECK_THROWS_WITH(test::run_ranks(3,
+                                    [&](test::thread_communicator& c) {
+                                      const auto r = static_cast<std::size_t>(c.rank());
+                                      if (r == 1) throw error("rank 1 could not read its shard");
+                                      try {
+                                        for (int k = 0; k < 3; ++k) {
+                                          c.barrier();
+                                          ++barriers_passed[r];
+                                        }
+                                      } catch (const test::rank_failed&) {
+                                        stopped[r] = 1;
+                                        throw;
+                                      }
+                                    }),
+                    Contains("rank 1 could not read its shard"));
+  CHECK(stopped == std::vector<int>{1, 0, 1});
+  CHECK(barriers_passed == std::vector<int>{0, 0, 0});
+  // a failure in the middle of a collective: the others leave all_gather by rank_failed
+  CHECK_THROWS_WITH(test::run_ranks(2,
+                                    [&](test::thread_communicator& c) {
+                                      std::vector<float> mine(2, 1.0f), all(4);
+                                      const std::vector<std::size_t> counts{2, 2};
+                                      c.barrier();
+                                      if (c.rank() == 0) throw error("rank 0 ran out of memory");
+                                      c.all_gather<float>(mine, all, counts);
+                                    }),
+                    Contains("rank 0 ran out of memory"));
 }
 
 TEST_CASE("thread communicator and the agreement helpers", "[distributed]") {

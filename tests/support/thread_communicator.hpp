@@ -2,22 +2,43 @@
 // A Communicator whose "processes" are threads of one test program (backend/communicator.hpp),
 // so that data-parallel training is tested bit for bit in every build, MPI or not: all_gather
 // writes each rank's part into one shared buffer between two barriers.
+//
+// A rank that fails must not leave the others waiting at a barrier for ever (a hung test outlives
+// CI's time limit): run_ranks catches a rank's exception and abandons the group, which drops the
+// rank from the barrier and makes every later collective of the others throw rank_failed at once.
+#include <atomic>
 #include <barrier>
 #include <cstddef>
 #include <cstring>
+#include <exception>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "softdiff/backend/communicator.hpp"
+#include "softdiff/error.hpp"
 
 namespace softdiff::test {
+
+/// Thrown by the collectives of the ranks still running once another rank has failed.
+struct rank_failed : error {
+  rank_failed() : error("thread_communicator: another rank failed; its own exception says why") {}
+};
 
 struct thread_group {
   explicit thread_group(int n)
       : size(n), sync(n), sends(static_cast<std::size_t>(n)), send_counts(static_cast<std::size_t>(n)) {}
+  /// Called once by a rank that leaves with an exception: later phases wait for one rank fewer,
+  /// and the others throw rank_failed from their next barrier.
+  void abandon() {
+    failed = true;
+    sync.arrive_and_drop();
+  }
   int size;
+  std::atomic<bool> failed{false};
   std::barrier<> sync;
   std::vector<std::byte> buffer;
   std::vector<const void*> sends;                // all_to_all: each rank's send buffer
@@ -29,7 +50,11 @@ public:
   thread_communicator(std::shared_ptr<thread_group> g, int rank) : g_(std::move(g)), rank_(rank) {}
   [[nodiscard]] int rank() const { return rank_; }
   [[nodiscard]] int size() const { return g_->size; }
-  void barrier() { g_->sync.arrive_and_wait(); }
+  void barrier() {
+    if (g_->failed) throw rank_failed();
+    g_->sync.arrive_and_wait();
+    if (g_->failed) throw rank_failed();
+  }
   void broadcast(std::span<std::byte> bytes, int root) {
     if (rank_ == root) g_->buffer.assign(bytes.begin(), bytes.end());
     barrier();
@@ -76,5 +101,34 @@ private:
   int rank_;
 };
 static_assert(backend::Communicator<thread_communicator>);
+
+/// Runs body(communicator of rank r) on `ranks` threads and waits for them all. A rank's
+/// exception abandons the group (no other rank hangs) and is rethrown here: the first one that
+/// is not a rank_failed, so the cause wins over its consequences.
+inline void run_ranks(int ranks, const std::function<void(thread_communicator&)>& body) {
+  auto group = std::make_shared<thread_group>(ranks);
+  std::vector<std::exception_ptr> failures(static_cast<std::size_t>(ranks));
+  std::vector<char> consequence(static_cast<std::size_t>(ranks), 0);  // not vector<bool>: threads write it
+  std::vector<std::thread> threads;
+  for (int r = 0; r < ranks; ++r)
+    threads.emplace_back([&, r] {
+      const auto i = static_cast<std::size_t>(r);
+      try {
+        thread_communicator c(group, r);
+        body(c);
+      } catch (const rank_failed&) {
+        failures[i] = std::current_exception(), consequence[i] = 1;
+        group->abandon();
+      } catch (...) {
+        failures[i] = std::current_exception();
+        group->abandon();
+      }
+    });
+  for (auto& th : threads) th.join();
+  for (std::size_t i = 0; i < failures.size(); ++i)
+    if (failures[i] && !consequence[i]) std::rethrow_exception(failures[i]);
+  for (const auto& f : failures)
+    if (f) std::rethrow_exception(f);
+}
 
 }  // namespace softdiff::test
