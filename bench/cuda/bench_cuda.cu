@@ -5,6 +5,7 @@
 //   momentum_step/cuda/std:S      a whole Momentum Sampler step with phi = 0 (h = x_t copy,
 //                                 C_t x0, C_{t'} x0, fused update), the levels of
 //                                 bench/torch_momentum_step.py
+//   momentum_step/cuda/graph/std:3  the std:3 step captured once as a CUDA graph and replayed
 //   fill_normal/cuda              Philox noise alone
 //   .../batch:2048                the update and the noise at 16x the batch (100 MB per array)
 // Counters: GB/s of the bytes a pass must move (blur: read x, write y; update: read x, y_t,
@@ -159,6 +160,36 @@ void momentum_step(benchmark::State& state, double t, double t_next) {
   run_timed(state, [&] { sampler.step(model, x, t, t_next, noise); }, 10.0 * kCount * sizeof(float));
 }
 
+/// momentum_step replayed as a CUDA graph (captured once on a stream of its own, relaxed mode):
+/// the same kernels without a launch from the host each, to measure what the launches cost. The
+/// replays reuse the captured noise; only the time is of interest.
+void momentum_step_graph(benchmark::State& state, double t, double t_next) try {
+  cuda_ops::device_model<op::gaussian_blur<float>, bench_schedule, cuda_ops::zero_residual> model(
+      op::gaussian_blur<float>(80), {}, {});
+  cuda_ops::momentum<float> sampler;
+  cuda_ops::device_batch<float> x(kShape);
+  cuda::fill_normal<float>(2024, 1, x.data(), kCount);
+  const noise_source noise{7, stream_for(stream_purpose::sampler, 0)};
+  backend::cuda_stream stream;
+  cuda_ops::cuda_stream_scope scope(stream.get());
+  sampler.step(model, x, t, t_next, noise);  // workspaces, axis matrices, cuBLAS handles: outside the graph
+  cuda::synchronize();
+  cudaGraph_t graph = nullptr;
+  cudaGraphExec_t exec = nullptr;
+  SOFTDIFF_CUDA_CHECK(cudaStreamBeginCapture(stream.get(), cudaStreamCaptureModeRelaxed));
+  sampler.step(model, x, t, t_next, noise);
+  SOFTDIFF_CUDA_CHECK(cudaStreamEndCapture(stream.get(), &graph));
+  SOFTDIFF_CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
+  std::size_t nodes = 0;
+  SOFTDIFF_CUDA_CHECK(cudaGraphGetNodes(graph, nullptr, &nodes));
+  run_timed(state, [&] { SOFTDIFF_CUDA_CHECK(cudaGraphLaunch(exec, stream.get())); }, 10.0 * kCount * sizeof(float));
+  state.counters["graph_nodes"] = static_cast<double>(nodes);
+  SOFTDIFF_CUDA_CHECK(cudaGraphExecDestroy(exec));
+  SOFTDIFF_CUDA_CHECK(cudaGraphDestroy(graph));
+} catch (const std::exception& e) {
+  state.SkipWithError(e.what());
+}
+
 void fill_normal(benchmark::State& state, std::size_t count) {
   cuda_ops::device_buffer<float> x(count);
   run_timed(state, [&] { cuda::fill_normal<float>(1, 2, x.data(), count); }, 1.0 * double(count) * sizeof(float));
@@ -194,6 +225,9 @@ int main(int argc, char** argv) try {
   benchmark::RegisterBenchmark("momentum_step/cuda/std:3", [](benchmark::State& s) { momentum_step(s, 0.03, 0.029); })
       ->UseManualTime();
   benchmark::RegisterBenchmark("momentum_step/cuda/std:10", [](benchmark::State& s) { momentum_step(s, 0.1, 0.098); })
+      ->UseManualTime();
+  benchmark::RegisterBenchmark("momentum_step/cuda/graph/std:3",
+                               [](benchmark::State& s) { momentum_step_graph(s, 0.03, 0.029); })
       ->UseManualTime();
   benchmark::RegisterBenchmark("fill_normal/cuda", [](benchmark::State& s) { fill_normal(s, kCount); })->UseManualTime();
   // The two streaming kernels at 16x the batch (2048 images, 100 MB per array): at 128 images a
