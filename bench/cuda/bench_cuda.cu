@@ -149,40 +149,42 @@ void momentum_update(benchmark::State& state, std::size_t count) {
       4.0 * double(count) * sizeof(float));
 }
 
-void momentum_step(benchmark::State& state, double t, double t_next) {
-  cuda_ops::device_model<op::gaussian_blur<float>, bench_schedule, cuda_ops::zero_residual> model(
-      op::gaussian_blur<float>(80), {}, {});
+/// A Momentum Sampler step of the paper's blur with phi = 0 on a batch of normal noise.
+struct step_case {
+  cuda_ops::device_model<op::gaussian_blur<float>, bench_schedule, cuda_ops::zero_residual> model{
+      op::gaussian_blur<float>(80), {}, {}};
   cuda_ops::momentum<float> sampler;
-  cuda_ops::device_batch<float> x(kShape);
-  cuda::fill_normal<float>(2024, 1, x.data(), kCount);
-  const noise_source noise{7, stream_for(stream_purpose::sampler, 0)};
+  cuda_ops::device_batch<float> x{kShape};
+  noise_source noise{7, stream_for(stream_purpose::sampler, 0)};
+  step_case() { cuda::fill_normal<float>(2024, 1, x.data(), kCount); }
+  void step(double t, double t_next) { sampler.step(model, x, t, t_next, noise); }
   // passes at their minimum traffic: h = x copy (2), two blurs (2 each), the update (4)
-  run_timed(state, [&] { sampler.step(model, x, t, t_next, noise); }, 10.0 * kCount * sizeof(float));
+  static constexpr double bytes = 10.0 * kCount * sizeof(float);
+};
+
+void momentum_step(benchmark::State& state, double t, double t_next) {
+  step_case c;
+  run_timed(state, [&] { c.step(t, t_next); }, step_case::bytes);
 }
 
 /// momentum_step replayed as a CUDA graph (captured once on a stream of its own, relaxed mode):
 /// the same kernels without a launch from the host each, to measure what the launches cost. The
 /// replays reuse the captured noise; only the time is of interest.
 void momentum_step_graph(benchmark::State& state, double t, double t_next) try {
-  cuda_ops::device_model<op::gaussian_blur<float>, bench_schedule, cuda_ops::zero_residual> model(
-      op::gaussian_blur<float>(80), {}, {});
-  cuda_ops::momentum<float> sampler;
-  cuda_ops::device_batch<float> x(kShape);
-  cuda::fill_normal<float>(2024, 1, x.data(), kCount);
-  const noise_source noise{7, stream_for(stream_purpose::sampler, 0)};
+  step_case c;
   backend::cuda_stream stream;
   cuda_ops::cuda_stream_scope scope(stream.get());
-  sampler.step(model, x, t, t_next, noise);  // workspaces, axis matrices, cuBLAS handles: outside the graph
+  c.step(t, t_next);  // workspaces, axis matrices, cuBLAS handles: outside the graph
   cuda::synchronize();
   cudaGraph_t graph = nullptr;
   cudaGraphExec_t exec = nullptr;
   SOFTDIFF_CUDA_CHECK(cudaStreamBeginCapture(stream.get(), cudaStreamCaptureModeRelaxed));
-  sampler.step(model, x, t, t_next, noise);
+  c.step(t, t_next);
   SOFTDIFF_CUDA_CHECK(cudaStreamEndCapture(stream.get(), &graph));
   SOFTDIFF_CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
   std::size_t nodes = 0;
   SOFTDIFF_CUDA_CHECK(cudaGraphGetNodes(graph, nullptr, &nodes));
-  run_timed(state, [&] { SOFTDIFF_CUDA_CHECK(cudaGraphLaunch(exec, stream.get())); }, 10.0 * kCount * sizeof(float));
+  run_timed(state, [&] { SOFTDIFF_CUDA_CHECK(cudaGraphLaunch(exec, stream.get())); }, step_case::bytes);
   state.counters["graph_nodes"] = static_cast<double>(nodes);
   SOFTDIFF_CUDA_CHECK(cudaGraphExecDestroy(exec));
   SOFTDIFF_CUDA_CHECK(cudaGraphDestroy(graph));
