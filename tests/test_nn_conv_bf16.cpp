@@ -1,4 +1,5 @@
-// bf16 arithmetic for the dense 3 x 3 convolutions (nn/conv_bf16.hpp, nn/tile_engines.hpp):
+// bf16 arithmetic for the dense 3 x 3 and the 1 x 1 convolutions (nn/conv_bf16.hpp,
+// nn/tile_engines.hpp), each case below for both kernel sizes:
 //  - the tile program on the emulated engine equals a float64 convolution of the bf16-rounded
 //    inputs and weights (products exact, sums float32), with the GroupNorm + SiLU map, a
 //    per-sample bias and a residual; K steps of 16 and 32 channels, one and two output blocks,
@@ -37,7 +38,7 @@ struct bf16_fixture {
   nn::parameter_store<float> store;
   nn::group_norm<float> gn;
   nn::conv2d<float> conv;
-  bf16_fixture(std::size_t a, std::size_t b) : gn(4, a), conv(a, b, 3) {
+  bf16_fixture(std::size_t a, std::size_t b, std::size_t k = 3) : gn(4, a), conv(a, b, k) {
     gn.declare(store, "gn");
     conv.declare(store, "conv");
     store.allocate();
@@ -48,10 +49,13 @@ struct bf16_fixture {
   }
 };
 
-/// float64 convolution of bf16(SiLU(a x + b)) with bf16(W), + bias + sample bias + residual.
+/// float64 convolution (k x k, padding (k - 1) / 2) of bf16(SiLU(a x + b)) with bf16(W), + bias +
+/// sample bias + residual.
 std::vector<double> reference(const bf16_fixture& f, const batch<float>& x, const nn::channel_affine<float>& m,
                               const batch<float>& sample_bias, const batch<float>& residual) {
   const std::size_t N = x.shape()[0], A = x.shape()[1], H = x.shape()[2], W = x.shape()[3], B = f.conv.out_channels;
+  const std::size_t k = f.conv.kernel;
+  const long pad = long(f.conv.padding);
   std::vector<double> in(x.size()), out(N * B * H * W);
   for (std::size_t p = 0; p < N * A; ++p)
     for (std::size_t i = 0; i < H * W; ++i) {
@@ -64,11 +68,11 @@ std::vector<double> reference(const bf16_fixture& f, const batch<float>& x, cons
         for (std::size_t j = 0; j < W; ++j) {
           double s = double(f.conv.bias[o]) + double(sample_bias.data()[n * B + o]);
           for (std::size_t c = 0; c < A; ++c)
-            for (std::size_t u = 0; u < 3; ++u)
-              for (std::size_t v = 0; v < 3; ++v) {
-                const long ii = long(i + u) - 1, jj = long(j + v) - 1;
+            for (std::size_t u = 0; u < k; ++u)
+              for (std::size_t v = 0; v < k; ++v) {
+                const long ii = long(i + u) - pad, jj = long(j + v) - pad;
                 if (ii < 0 || jj < 0 || ii >= long(H) || jj >= long(W)) continue;
-                s += double(bf16_round(f.conv.weight[((o * A + c) * 3 + u) * 3 + v])) *
+                s += double(bf16_round(f.conv.weight[((o * A + c) * k + u) * k + v])) *
                      in[((n * A + c) * H + std::size_t(ii)) * W + std::size_t(jj)];
               }
           const std::size_t k = ((n * B + o) * H + i) * W + j;
@@ -92,19 +96,23 @@ TEST_CASE("amx_verdict names what is missing", "[nn][bf16]") {
   CHECK_THROWS_WITH(nn::parse_precision("fp16"), Catch::Contains("fp16") && Catch::Contains("bf16"));
 }
 
-TEST_CASE("bf16 3x3 convolution equals float64 on bf16-rounded operands", "[nn][bf16]") {
+TEST_CASE("bf16 3x3 and 1x1 convolutions equal float64 on bf16-rounded operands", "[nn][bf16]") {
   struct bf16_case {
-    std::size_t a, b, n, h, w;
+    std::size_t a, b, n, h, w, k;
   };
   const bf16_case cases[] = {
-      {16, 16, 2, 7, 7},    // K steps of 16, one output block, a 63-position grid
-      {32, 48, 2, 5, 9},    // K steps of 32; output blocks as a pair and a single
-      {48, 32, 1, 14, 14},  // three K steps of 16
-      {16, 32, 3, 28, 28},  // RefUNet's first level
+      {16, 16, 2, 7, 7, 3},    // K steps of 16, one output block, a 63-position grid
+      {32, 48, 2, 5, 9, 3},    // K steps of 32; output blocks as a pair and a single
+      {48, 32, 1, 14, 14, 3},  // three K steps of 16
+      {16, 32, 3, 28, 28, 3},  // RefUNet's first level
+      {16, 16, 2, 7, 7, 1},    // 1 x 1: a 49-position grid (the second 32 partial)
+      {32, 48, 2, 5, 9, 1},    // output blocks as a pair and a single
+      {48, 32, 1, 14, 14, 1},  // a decoder skip of the main recipe (concatenated 48 -> 32)
+      {64, 16, 2, 8, 4, 1},    // a grid of exactly 32 positions: no slack
   };
   for (const bf16_case& c : cases) {
-    CAPTURE(c.a, c.b, c.n, c.h, c.w);
-    bf16_fixture f(c.a, c.b);
+    CAPTURE(c.a, c.b, c.n, c.h, c.w, c.k);
+    bf16_fixture f(c.a, c.b, c.k);
     f.conv.set_precision(nn::precision::bf16, nn::bf16_engine::emulated);
     REQUIRE(f.conv.runs_bf16());
     const batch<float> x = random_tensor<float, 4>({c.n, c.a, c.h, c.w}, 61, 1, 1.2, 0.2);
@@ -134,7 +142,9 @@ TEST_CASE("bf16 3x3 convolution equals float64 on bf16-rounded operands", "[nn][
 }
 
 TEST_CASE("bf16 on AMX equals the emulated tiles, or is refused naming the missing feature", "[nn][bf16]") {
-  bf16_fixture f(32, 48);
+  const std::size_t k = GENERATE(3, 1);
+  CAPTURE(k);
+  bf16_fixture f(32, 48, k);
   const batch<float> x = random_tensor<float, 4>({4, 32, 14, 14}, 67, 1);
   const auto m = f.gn.silu_map(x);
   f.conv.set_precision(nn::precision::bf16, nn::bf16_engine::emulated);
@@ -165,13 +175,15 @@ struct grad_reference {
 grad_reference reference_grads(const bf16_fixture& f, const batch<float>& x, const nn::channel_affine<float>& m,
                                const batch<float>& dy) {
   const std::size_t N = x.shape()[0], A = x.shape()[1], H = x.shape()[2], W = x.shape()[3], B = f.conv.out_channels;
+  const std::size_t k = f.conv.kernel;
+  const long pad = long(f.conv.padding);
   std::vector<double> in(x.size());
   for (std::size_t p = 0; p < N * A; ++p)
     for (std::size_t i = 0; i < H * W; ++i) {
       const float v = nn::detail::affine(x.data()[p * H * W + i], m.scale[p], m.shift[p]);
       in[p * H * W + i] = bf16_round(v * nn::detail::sigmoid(v));
     }
-  grad_reference r{std::vector<double>(B * A * 9), std::vector<double>(B * A * 9), std::vector<double>(x.size()),
+  grad_reference r{std::vector<double>(B * A * k * k), std::vector<double>(B * A * k * k), std::vector<double>(x.size()),
                    std::vector<double>(x.size()), std::vector<double>(B)};
   for (std::size_t n = 0; n < N; ++n)
     for (std::size_t o = 0; o < B; ++o)
@@ -181,12 +193,12 @@ grad_reference reference_grads(const bf16_fixture& f, const batch<float>& x, con
           const double g = bf16_round(g32);
           r.db[o] += g32;
           for (std::size_t c = 0; c < A; ++c)
-            for (std::size_t u = 0; u < 3; ++u)
-              for (std::size_t v = 0; v < 3; ++v) {
-                const long ii = long(i + u) - 1, jj = long(j + v) - 1;
+            for (std::size_t u = 0; u < k; ++u)
+              for (std::size_t v = 0; v < k; ++v) {
+                const long ii = long(i + u) - pad, jj = long(j + v) - pad;
                 if (ii < 0 || jj < 0 || ii >= long(H) || jj >= long(W)) continue;
                 const std::size_t xi = ((n * A + c) * H + std::size_t(ii)) * W + std::size_t(jj);
-                const std::size_t wi = ((o * A + c) * 3 + u) * 3 + v;
+                const std::size_t wi = ((o * A + c) * k + u) * k + v;
                 const double w = bf16_round(f.conv.weight[wi]);
                 r.dw[wi] += g * in[xi], r.dw_abs[wi] += std::abs(g * in[xi]);
                 r.dx[xi] += g * w, r.dx_abs[xi] += std::abs(g * w);
@@ -208,9 +220,11 @@ double worst_relative(std::span<const float> got, const std::vector<double>& wan
 TEST_CASE("bf16 dW packing: dy in VNNI pairs transposed, zero in the padding", "[nn][bf16]") {
   // the packed layout element by element, against its definition (conv_bf16_grad.hpp): under
   // AVX-512 the 16 x 16 word transpose of registers, in the _avx2 build the scalar loop
-  for (const auto [B, H, W] : {std::array<std::size_t, 3>{16, 7, 7}, std::array<std::size_t, 3>{48, 28, 28},
-                               std::array<std::size_t, 3>{32, 4, 14}}) {
-    const nn::detail::bf16_grad_plan p(16, B, H, W);
+  for (const auto [B, H, W, k] :
+       {std::array<std::size_t, 4>{16, 7, 7, 3}, std::array<std::size_t, 4>{48, 28, 28, 3},
+        std::array<std::size_t, 4>{32, 4, 14, 3}, std::array<std::size_t, 4>{16, 7, 7, 1},
+        std::array<std::size_t, 4>{32, 4, 14, 1}}) {
+    const nn::detail::bf16_grad_plan p(16, B, H, W, k);
     const batch<float> dy = random_tensor<float, 4>({1, B, H, W}, 91, 1);
     std::vector<std::uint32_t> dyT(p.packed_dy(), 0xDEADBEEFu), block(p.dy_block() / 2, 0xDEADBEEFu);
     nn::detail::pack_bf16_dy_pairs(dy.data(), p, dyT.data(), block.data());
@@ -224,7 +238,7 @@ TEST_CASE("bf16 dW packing: dy in VNNI pairs transposed, zero in the padding", "
         wrong += got != want;
         nonzero += got != 0;
       }
-    INFO("B " << B << ", " << H << " x " << W);
+    INFO("B " << B << ", " << H << " x " << W << ", k " << k);
     CHECK(wrong == 0);
     CHECK(nonzero > B * H * W / 2);
   }
@@ -232,17 +246,20 @@ TEST_CASE("bf16 dW packing: dy in VNNI pairs transposed, zero in the padding", "
 
 TEST_CASE("bf16 backward equals float64 on bf16-rounded operands", "[nn][bf16]") {
   struct bf16_case {
-    std::size_t a, b, n, h, w;
+    std::size_t a, b, n, h, w, k;
   };
   const bf16_case cases[] = {
-      {16, 16, 3, 7, 7},   // one block each way; a 63-position grid (two K steps, the second partial)
-      {32, 48, 5, 5, 9},   // a pair and a single output block; two segments
-      {48, 32, 9, 4, 6},   // three input blocks (a pair and a single); segments of 4 and 5 samples
-      {16, 32, 2, 14, 14}, // dx with K steps of 32 channels
+      {16, 16, 3, 7, 7, 3},   // one block each way; a 63-position grid (two K steps, the second partial)
+      {32, 48, 5, 5, 9, 3},   // a pair and a single output block; two segments
+      {48, 32, 9, 4, 6, 3},   // three input blocks (a pair and a single); segments of 4 and 5 samples
+      {16, 32, 2, 14, 14, 3}, // dx with K steps of 32 channels
+      {16, 16, 3, 7, 7, 1},   // 1 x 1: a 49-position grid
+      {48, 32, 9, 4, 6, 1},   // three input blocks; two segments
+      {32, 48, 2, 14, 14, 1}, // dx with K steps of 16 (48 = 3 x 16) and output pairs
   };
   for (const bf16_case& c : cases) {
-    CAPTURE(c.a, c.b, c.n, c.h, c.w);
-    bf16_fixture f(c.a, c.b);
+    CAPTURE(c.a, c.b, c.n, c.h, c.w, c.k);
+    bf16_fixture f(c.a, c.b, c.k);
     f.conv.set_precision(nn::precision::bf16, nn::bf16_engine::emulated);
     const batch<float> x = random_tensor<float, 4>({c.n, c.a, c.h, c.w}, 79, 1, 1.2, 0.2);
     const auto m = f.gn.silu_map(x);
@@ -275,14 +292,19 @@ TEST_CASE("bf16 backward equals float64 on bf16-rounded operands", "[nn][bf16]")
     REQUIRE(dw32_err > 10 * dw_err);
     REQUIRE(dw32_err < 3e-2);
   }
-  // 1 input channel (RefUNet's first layer): not a multiple of 16, stays float32
-  nn::conv2d<float> first(1, 16, 3);
-  first.set_precision(nn::precision::bf16, nn::bf16_engine::emulated);
-  REQUIRE_FALSE(first.runs_bf16());
+  // 1 input channel (RefUNet's first layer): not a multiple of 16, stays float32; so do other
+  // kernels and strides
+  nn::conv2d<float> first(1, 16, 3), strided(16, 16, 3, 2), wide(16, 16, 5), unpadded(16, 16, 3, 1, 0);
+  for (nn::conv2d<float>* c : {&first, &strided, &wide, &unpadded}) {
+    c->set_precision(nn::precision::bf16, nn::bf16_engine::emulated);
+    REQUIRE_FALSE(c->runs_bf16());
+  }
 }
 
 TEST_CASE("bf16 backward: the same bits on one thread as on two; AMX equals the emulated tiles", "[nn][bf16]") {
-  bf16_fixture f(32, 16);
+  const std::size_t k = GENERATE(3, 1);
+  CAPTURE(k);
+  bf16_fixture f(32, 16, k);
   const batch<float> x = random_tensor<float, 4>({12, 32, 9, 9}, 83, 1);
   const auto m = f.gn.silu_map(x);
   auto gradients = [&](nn::bf16_engine e, int threads) {

@@ -405,6 +405,43 @@ TEST_CASE("refunet::freeze: the same bits as thawed, parameters locked, a thaw d
   }
 }
 
+TEST_CASE("refunet frozen predict: micro-batches give the same bits, in place too; no backward follows",
+          "[nn][refunet][threads]") {
+  const testing::omp_threads_scope threads_scope(std::max(2, omp_get_max_threads()));
+  nn::refunet_config c;
+  c.base_channels = 16;
+  c.channel_mult = {1, 2};
+  c.num_res_blocks = 1;
+  c.groups = 4;
+  // 23 samples over 4 replicas: shares of 5 and 6, each more than one micro-batch, the last partial
+  const std::size_t n = 23;
+  static_assert(nn::refunet<float>::inference_microbatch < 5);
+  const auto x = random_tensor<float, 4>({n, 1, 16, 16}, 12, 1);
+  const auto t = times(n);
+  nn::refunet<float> net(c, 7);
+  batch<float> want, got;
+  net.forward(x, t, want);
+  net.freeze(true);
+  net.predict(x, t, got);
+  CHECK(net.replicas_in_use() == 4);
+  REQUIRE(shape_of(got) == shape_of(want));
+  CHECK(std::equal(got.begin(), got.end(), want.begin()));
+  batch<float> inplace = x;  // phi may be x itself
+  net.predict(inplace, t, inplace);
+  CHECK(std::equal(inplace.begin(), inplace.end(), want.begin()));
+  const auto dphi = random_tensor<float, 4>({n, 1, 16, 16}, 12, 2);
+  CHECK_THROWS_WITH(net.backward(dphi), Contains("refunet::backward") && Contains("frozen predict"));
+  // one sample, a batch smaller than the replicas
+  const auto x1 = random_tensor<float, 4>({1, 1, 16, 16}, 12, 3);
+  const std::vector<double> t1{0.3};
+  batch<float> one;
+  net.predict(x1, t1, one);
+  net.freeze(false);
+  batch<float> one_ref;
+  net.forward(x1, t1, one_ref);
+  CHECK(std::equal(one.begin(), one.end(), one_ref.begin()));
+}
+
 TEST_CASE("refunet<double> whole-network gradient check: every tensor and the input", "[nn][refunet][gradcheck]") {
   // Thousands of tiny forward passes: one thread avoids OpenMP barriers on a shared machine.
   const testing::omp_threads_scope threads_scope(1);

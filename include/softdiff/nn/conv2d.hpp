@@ -73,9 +73,9 @@ struct conv2d {
 
   std::size_t in_channels = 0, out_channels = 0, kernel = 1, stride = 1, padding = 0;
   conv_algorithm algorithm = conv_algorithm::automatic;
-  /// bf16: the dense 3 x 3 convolutions of float data with 16k input and output channels run in
-  /// bfloat16 tiles (conv_bf16_passes.hpp) on `engine`, forward and backward (a backward follows
-  /// its forward's precision); other shapes stay float32. Set through set_precision (which
+  /// bf16: the stride-1 3 x 3 (padding 1) and 1 x 1 (padding 0) convolutions of float data with
+  /// 16k input and output channels run in bfloat16 tiles (conv_bf16_passes.hpp) on `engine`,
+  /// forward and backward (a backward follows its forward's precision); other shapes stay float32. Set through set_precision (which
   /// checks the engine can run here).
   precision arithmetic = precision::float32;
   bf16_engine engine = bf16_engine::amx;
@@ -132,8 +132,8 @@ struct conv2d {
 
   /// Whether a forward of this layer runs in bf16 tiles.
   [[nodiscard]] bool runs_bf16() const {
-    return std::is_same_v<T, float> && arithmetic == precision::bf16 && on_tiles() && dense_taps3() &&
-           detail::bf16_conv_applies(in_channels, out_channels);
+    return std::is_same_v<T, float> && arithmetic == precision::bf16 && on_tiles() &&
+           (dense_taps3() || pointwise()) && detail::bf16_conv_applies(in_channels, out_channels, kernel);
   }
 
   /// The algorithm this layer runs: `automatic` resolved for this scalar type, and winograd
@@ -345,21 +345,21 @@ private:
                           e.residual ? e.residual->data() : nullptr, out, work_, off_a_, off_b_);
   }
 
-  /// The dense 3 x 3 forward in bf16 tiles (conv_bf16_passes.hpp), samples over threads.
+  /// The dense 3 x 3 or 1 x 1 forward in bf16 tiles (conv_bf16_passes.hpp), samples over threads.
   void forward_bf16(const batch<T>& x, const detail::conv_geometry& g, const conv_addends<T>& e) {
     const std::size_t N = x.shape()[0];
-    const plan p = make_plan(N, N * out_channels * g.h * g.w * in_channels * 9);
-    bf16_.forward(engine, x.data(), N, in_channels, out_channels, g.h, g.w, weight.data(), bias.data(), map_,
+    const plan p = make_plan(N, N * out_channels * g.h * g.w * in_channels * kernel * kernel);
+    bf16_.forward(engine, x.data(), N, in_channels, out_channels, g.h, g.w, kernel, weight.data(), bias.data(), map_,
                   e.sample_bias, e.residual ? e.residual->data() : nullptr, y.data(), p.threads, p.over_batch,
                   weights_frozen_);
   }
 
   /// The backward of forward_bf16 (bf16 training): dW^T and dbias into the reduction's partials.
   void backward_bf16(const batch<T>& x, const batch<T>& dy, const detail::conv_geometry& g, bool need_dx) {
-    const std::size_t N = x.shape()[0], A = in_channels, B = out_channels, K = 9 * A, n_acc = K * B + B;
+    const std::size_t N = x.shape()[0], A = in_channels, B = out_channels, K = kernel * kernel * A, n_acc = K * B + B;
     const reduction_plan p = detail::make_reduction_plan(N, N * B * g.h * g.w * K);
     T* acc = partials(p, n_acc);
-    bf16_.backward(engine, x.data(), map_, dy.data(), N, A, B, g.h, g.w, weight.data(), p, acc,
+    bf16_.backward(engine, x.data(), map_, dy.data(), N, A, B, g.h, g.w, kernel, weight.data(), p, acc,
                    need_dx ? dx.data() : nullptr);
     add_partials(p, acc, n_acc, K, true);
   }
@@ -372,6 +372,8 @@ private:
   /// 3 x 3, stride 1, padding 1: forward and dx run on dense output positions (tiled_gemm_taps3)
   /// or on winograd.hpp.
   [[nodiscard]] bool dense_taps3() const { return stride == 1 && kernel == 3 && padding == 1; }
+  /// 1 x 1, stride 1, padding 0: a GEMM per sample (and, in bf16, conv_bf16.hpp with k = 1).
+  [[nodiscard]] bool pointwise() const { return stride == 1 && kernel == 1 && padding == 0; }
   /// Whether this layer runs on conv_kernels.hpp's tiles (tiled or winograd), not BLAS.
   [[nodiscard]] bool on_tiles() const { return resolved_algorithm() != conv_algorithm::im2col_blas; }
 

@@ -1,15 +1,16 @@
 #pragma once
-// The dense 3 x 3 convolution (stride 1, padding 1) of one sample in bfloat16 on tiles
-// (tile_engines.hpp, precision.hpp); with the flipped weights it is also the dx of bf16 training:
-//   y[o, i, j] = bias[o] + sum_{c, u, v} bf16(W[o, c, u, v]) bf16(m(x)[c, i + u - 1, j + v - 1])
+// The dense k x k convolution (k = 3 or 1; stride 1, padding (k - 1) / 2) of one sample in
+// bfloat16 on tiles (tile_engines.hpp, precision.hpp); with the flipped weights it is also the
+// dx of bf16 training:
+//   y[o, i, j] = bias[o] + sum_{c, u, v} bf16(W[o, c, u, v]) bf16(m(x)[c, i + u - p, j + v - p])
 // with products exact and sums in float32. As a GEMM per tap (u, v): output channels are the
 // rows (A: 16 channels x kc input channels of the weights), output positions the columns.
-// Positions run over the padded-width grid l = i Wp + j (Wp = W + 2; the columns j >= W are
-// computed and cropped), so that tap (u, v) reads the zero-padded input at l + u Wp + v: a B
-// tile is 16 consecutive positions of kc/2 channel-pair planes, the packed input storing each
-// position's two channels side by side (the VNNI layout TDPBF16PS reads). Each
-// step computes 32 output channels x 32 positions as four 16 x 16 C tiles (two output blocks, two
-// position blocks; a last single output block as two).
+// Positions run over the padded-width grid l = i Wp + j (Wp = W + k - 1; for k = 3 the columns
+// j >= W are computed and cropped), so that tap (u, v) reads the zero-padded input at
+// l + u Wp + v: a B tile is 16 consecutive positions of kc/2 channel-pair planes, the packed
+// input storing each position's two channels side by side (the VNNI layout TDPBF16PS reads).
+// Each step computes 32 output channels x 32 positions as four 16 x 16 C tiles (two output
+// blocks, two position blocks; a last single output block as two).
 // Applies to C and B multiples of 16; other layers stay float32 (conv2d decides).
 #include <algorithm>
 #include <cstddef>
@@ -25,37 +26,39 @@
 
 namespace softdiff::nn::detail {
 
-/// Whether a 3 x 3 convolution of in -> out channels can run in bf16 tiles.
-[[nodiscard]] inline bool bf16_conv_applies(std::size_t in, std::size_t out) {
-  return in % 16 == 0 && out % 16 == 0 && in > 0 && out > 0;
+/// Whether a k x k convolution (stride 1, padding (k - 1) / 2) of in -> out channels can run in
+/// bf16 tiles.
+[[nodiscard]] inline bool bf16_conv_applies(std::size_t in, std::size_t out, std::size_t k = 3) {
+  return (k == 1 || k == 3) && in % 16 == 0 && out % 16 == 0 && in > 0 && out > 0;
 }
 
-/// Sizes of one sample's bf16 convolution.
+/// Sizes of one sample's bf16 convolution (kernel k = 3 or 1).
 struct bf16_conv_plan {
-  std::size_t C, B, H, W, Wp, kc, nkc, nob, grid, grid_pad, plane;
-  bf16_conv_plan(std::size_t in, std::size_t out, std::size_t h, std::size_t w)
-      : C(in), B(out), H(h), W(w), Wp(w + 2), kc(in % 32 == 0 ? 32 : 16), nkc(in / kc), nob(out / 16),
-        grid(h * (w + 2)), grid_pad((grid + 31) / 32 * 32),
-        plane((grid_pad + 2 * (w + 2) + 2 + 15) / 16 * 16) {}  // the farthest tap read stays inside
-  [[nodiscard]] std::size_t packed_input() const { return C / 2 * plane; }  // 32-bit pairs
-  [[nodiscard]] std::size_t grid_output() const { return B * grid_pad; }    // floats
-  [[nodiscard]] std::size_t packed_weights() const { return 9 * B * C; }    // bf16
-  [[nodiscard]] std::size_t row_scratch() const { return 2 * H * W; }       // floats: two mapped planes
+  std::size_t C, B, H, W, k, taps, Wp, kc, nkc, nob, grid, grid_pad, plane;
+  bf16_conv_plan(std::size_t in, std::size_t out, std::size_t h, std::size_t w, std::size_t k_ = 3)
+      : C(in), B(out), H(h), W(w), k(k_), taps(k_ * k_), Wp(w + k_ - 1), kc(in % 32 == 0 ? 32 : 16), nkc(in / kc),
+        nob(out / 16), grid(h * Wp), grid_pad((grid + 31) / 32 * 32),
+        plane((grid_pad + (k_ - 1) * (Wp + 1) + 15) / 16 * 16) {}  // the farthest tap read stays inside
+  [[nodiscard]] std::size_t packed_input() const { return C / 2 * plane; }     // 32-bit pairs
+  [[nodiscard]] std::size_t grid_output() const { return B * grid_pad; }       // floats
+  [[nodiscard]] std::size_t packed_weights() const { return taps * B * C; }    // bf16
+  [[nodiscard]] std::size_t row_scratch() const { return 2 * H * W; }          // floats: two mapped planes
 };
 
-/// wp[((tap nob + ob) nkc + kci) 16 kc + r kc + k] = bf16(W[16 ob + r, kc kci + k, u, v]), tap = 3u + v:
+/// wp[((tap nob + ob) nkc + kci) 16 kc + r kc + k] = bf16(W[16 ob + r, kc kci + k, u, v]), tap = k u + v:
 /// the A tile of (tap, output block, K step), 16 rows of kc values. `flipped`: w holds the
-/// weights of the transposed convolution, [p.C, p.B, 3, 3], and W[o, c, u, v] is
-/// w[c, o, 2 - u, 2 - v] (the kernel W~ of dx = conv(dy, W~), conv2d.hpp).
+/// weights of the transposed convolution, [p.C, p.B, k, k], and W[o, c, u, v] is
+/// w[c, o, k - 1 - u, k - 1 - v] (the kernel W~ of dx = conv(dy, W~), conv2d.hpp).
 inline void pack_bf16_weights(const float* w, const bf16_conv_plan& p, std::uint16_t* wp, bool flipped = false) {
-  for (std::size_t tap = 0; tap < 9; ++tap)
+  const std::size_t T = p.taps;
+  for (std::size_t tap = 0; tap < T; ++tap)
     for (std::size_t ob = 0; ob < p.nob; ++ob)
       for (std::size_t kci = 0; kci < p.nkc; ++kci) {
         std::uint16_t* t = wp + ((tap * p.nob + ob) * p.nkc + kci) * 16 * p.kc;
         for (std::size_t r = 0; r < 16; ++r)
           for (std::size_t k = 0; k < p.kc; ++k) {
             const std::size_t o = 16 * ob + r, c = p.kc * kci + k;
-            t[r * p.kc + k] = to_bf16(flipped ? w[(c * p.B + o) * 9 + 8 - tap] : w[(o * p.C + c) * 9 + tap]);
+            t[r * p.kc + k] = to_bf16(flipped ? w[(c * p.B + o) * T + T - 1 - tap] : w[(o * p.C + c) * T + tap]);
           }
       }
 }
@@ -103,9 +106,9 @@ inline void to_bf16_row(const float* r, std::size_t n, std::uint16_t* d) {
   for (; j < n; ++j) d[j] = to_bf16(r[j]);
 }
 
-/// q: plane c/2 holds at position (i + 1) Wp + j + 1 the pair bf16(m(x)[c, i, j]) (low half) and
-/// bf16(m(x)[c + 1, i, j]) (high half); zero elsewhere. m is one sample's map (or empty);
-/// `planes` is scratch for two mapped channels (row_scratch).
+/// q: plane c/2 holds at position (i + p) Wp + j + p (p = (k - 1) / 2) the pair bf16(m(x)[c, i, j])
+/// (low half) and bf16(m(x)[c + 1, i, j]) (high half); zero elsewhere. m is one sample's map (or
+/// empty); `planes` is scratch for two mapped channels (row_scratch).
 inline void pack_bf16_input(const float* x, const channel_affine<float>& m, const bf16_conv_plan& p,
                             std::uint32_t* q, float* planes) {
   const std::size_t H = p.H, W = p.W, Wp = p.Wp, HW = H * W;
@@ -117,6 +120,11 @@ inline void pack_bf16_input(const float* x, const channel_affine<float>& m, cons
       x0 = planes, x1 = planes + HW;
     }
     std::uint32_t* plane = q + c / 2 * p.plane;
+    if (p.k == 1) {  // no padding: the plane is the image's rows one after another
+      pack_bf16_pairs(x0, x1, HW, plane);
+      std::fill(plane + HW, plane + p.plane, 0u);
+      continue;
+    }
     std::fill(plane, plane + Wp + 1, 0u);  // the top padding row and the first left padding
     for (std::size_t i = 0; i < H; ++i) {
       std::uint32_t* d = plane + (i + 1) * Wp + 1;
@@ -140,9 +148,9 @@ SOFTDIFF_AMX_TARGET void bf16_tile_rows(const bf16_conv_plan& p, const std::uint
       E::template zero<2>();
       E::template zero<3>();
     }
-    for (std::size_t u = 0; u < 3; ++u)
-      for (std::size_t v = 0; v < 3; ++v) {
-        const std::size_t tap = 3 * u + v, shift = u * p.Wp + v;
+    for (std::size_t u = 0; u < p.k; ++u)
+      for (std::size_t v = 0; v < p.k; ++v) {
+        const std::size_t tap = p.k * u + v, shift = u * p.Wp + v;
         for (std::size_t kci = 0; kci < p.nkc; ++kci) {
           const std::uint32_t* bq = q + kci * (p.kc / 2) * p.plane + l0 + shift;
           const std::uint16_t* a = wp + ((tap * p.nob + ob0) * p.nkc + kci) * a_tile;
@@ -171,7 +179,7 @@ SOFTDIFF_AMX_TARGET void bf16_tile_rows(const bf16_conv_plan& p, const std::uint
 /// One sample: y [B, H, W] = conv(m(x)) + bias (+ residual [B, H, W] when given). Workspaces:
 /// q (packed_input), g (grid_output), rows (row_scratch); wp from pack_bf16_weights.
 template <class E>
-void conv3x3_bf16_sample(const bf16_conv_plan& p, const std::uint16_t* wp, const float* x,
+void conv_bf16_sample(const bf16_conv_plan& p, const std::uint16_t* wp, const float* x,
                          const channel_affine<float>& m, const float* bias, const float* residual, float* y,
                          std::uint32_t* q, float* g, float* rows) {
   pack_bf16_input(x, m, p, q, rows);
@@ -197,16 +205,16 @@ void conv3x3_bf16_sample(const bf16_conv_plan& p, const std::uint16_t* wp, const
     }
 }
 
-/// conv3x3_bf16_sample on `engine`'s tiles (the emulation where this build has no AMX code;
+/// conv_bf16_sample on `engine`'s tiles (the emulation where this build has no AMX code;
 /// conv2d checks the engine can run before it calls this).
-inline void conv3x3_bf16_sample_on(bf16_engine engine, const bf16_conv_plan& p, const std::uint16_t* wp,
+inline void conv_bf16_sample_on(bf16_engine engine, const bf16_conv_plan& p, const std::uint16_t* wp,
                                    const float* x, const channel_affine<float>& m, const float* bias,
                                    const float* residual, float* y, std::uint32_t* q, float* g, float* rows) {
 #if SOFTDIFF_AMX_CODE
-  if (engine == bf16_engine::amx) return conv3x3_bf16_sample<amx_tiles>(p, wp, x, m, bias, residual, y, q, g, rows);
+  if (engine == bf16_engine::amx) return conv_bf16_sample<amx_tiles>(p, wp, x, m, bias, residual, y, q, g, rows);
 #endif
   (void)engine;
-  conv3x3_bf16_sample<emulated_tiles>(p, wp, x, m, bias, residual, y, q, g, rows);
+  conv_bf16_sample<emulated_tiles>(p, wp, x, m, bias, residual, y, q, g, rows);
 }
 
 }  // namespace softdiff::nn::detail

@@ -1,12 +1,12 @@
 #pragma once
-// The weight gradient of the dense 3 x 3 convolution (stride 1, padding 1) of one sample in
-// bfloat16 tiles (tile_engines.hpp), for bf16 training (precision.hpp). conv2d.hpp's rule
-// dW^T = cols g^T, per tap (u, v) and with tap = 3u + v:
-//   dW^T[9c + tap, o] (+)= sum_{i, j} bf16(m(x)[c, i + u - 1, j + v - 1]) bf16(dy[o, i, j]),
+// The weight gradient of the dense k x k convolution (k = 3 or 1; stride 1, padding
+// p = (k - 1) / 2) of one sample in bfloat16 tiles (tile_engines.hpp), for bf16 training
+// (precision.hpp). conv2d.hpp's rule dW^T = cols g^T, per tap (u, v) and with tap = k u + v:
+//   dW^T[k^2 c + tap, o] (+)= sum_{i, j} bf16(m(x)[c, i + u - p, j + v - p]) bf16(dy[o, i, j]),
 // products exact, sums float32. As a GEMM per tap: input channels are the rows (A: 16 channels x
 // 32 positions of the zero-padded input at the tap's shift, plain bf16 rows), output channels
 // the columns, output positions the K dimension. Positions run over the padded-width grid
-// l = i Wp + j of conv_bf16.hpp (Wp = W + 2); dy is zero at the columns j >= W and past the
+// l = i Wp + j of conv_bf16.hpp (Wp = W + k - 1); dy is zero at the columns j >= W and past the
 // grid, so those positions add nothing. B tiles hold dy transposed in VNNI pairs: row k of a
 // tile is positions (l0 + 2k, l0 + 2k + 1) of 16 output channels. K steps start at even
 // positions, so only dy needs the pair layout; the input is read at any shift as plain rows.
@@ -22,19 +22,20 @@
 
 namespace softdiff::nn::detail {
 
-/// Sizes of one sample's bf16 weight gradient (C input, B output channels, H x W).
+/// Sizes of one sample's bf16 weight gradient (C input, B output channels, H x W, kernel k = 3 or 1).
 struct bf16_grad_plan {
-  std::size_t C, B, H, W, Wp, grid, grid_pad, row;
-  bf16_grad_plan(std::size_t in, std::size_t out, std::size_t h, std::size_t w)
-      : C(in), B(out), H(h), W(w), Wp(w + 2), grid(h * (w + 2)), grid_pad((grid + 31) / 32 * 32),
-        row((grid_pad + 2 * (w + 2) + 2 + 31) / 32 * 32) {}  // the farthest tap read stays inside a row
+  std::size_t C, B, H, W, k, taps, Wp, grid, grid_pad, row;
+  bf16_grad_plan(std::size_t in, std::size_t out, std::size_t h, std::size_t w, std::size_t k_ = 3)
+      : C(in), B(out), H(h), W(w), k(k_), taps(k_ * k_), Wp(w + k_ - 1), grid(h * Wp), grid_pad((grid + 31) / 32 * 32),
+        row((grid_pad + (k_ - 1) * (Wp + 1) + 31) / 32 * 32) {}  // the farthest tap read stays inside a row
   [[nodiscard]] std::size_t packed_input() const { return C * row; }        // bf16
   [[nodiscard]] std::size_t packed_dy() const { return grid_pad / 2 * B; }  // 32-bit pairs
   [[nodiscard]] std::size_t scratch() const { return H * W; }               // floats: one mapped plane
   [[nodiscard]] std::size_t dy_block() const { return 16 * grid_pad; }      // bf16: 16 padded dy planes
 };
 
-/// xb[c row + (i + 1) Wp + j + 1] = bf16(m(x)[c, i, j]); zero elsewhere (padding and slack).
+/// xb[c row + (i + p) Wp + j + p] = bf16(m(x)[c, i, j]) (p = (k - 1) / 2); zero elsewhere (padding
+/// and slack).
 /// `plane` is scratch for one mapped channel.
 inline void pack_bf16_planes(const float* x, const channel_affine<float>& m, const bf16_grad_plan& p,
                              std::uint16_t* xb, float* plane) {
@@ -46,6 +47,11 @@ inline void pack_bf16_planes(const float* x, const channel_affine<float>& m, con
       xc = plane;
     }
     std::uint16_t* d = xb + c * p.row;
+    if (p.k == 1) {  // no padding: the image's rows one after another
+      to_bf16_row(xc, HW, d);
+      std::fill(d + HW, d + p.row, std::uint16_t{0});
+      continue;
+    }
     std::fill(d, d + Wp + 1, std::uint16_t{0});
     for (std::size_t i = 0; i < H; ++i) {
       std::uint16_t* r = d + (i + 1) * Wp + 1;
@@ -103,9 +109,13 @@ inline void pack_bf16_dy_pairs(const float* dy, const bf16_grad_plan& p, std::ui
     for (std::size_t k = 0; k < 16; ++k) {
       std::uint16_t* d = planes + k * p.grid_pad;
       const float* src = dy + (o0 + k) * HW;
-      for (std::size_t i = 0; i < H; ++i) {
-        to_bf16_row(src + i * W, W, d + i * Wp);
-        d[i * Wp + W] = d[i * Wp + W + 1] = 0;
+      if (Wp == W) {  // k = 1: the rows are contiguous
+        to_bf16_row(src, H * W, d);
+      } else {
+        for (std::size_t i = 0; i < H; ++i) {
+          to_bf16_row(src + i * W, W, d + i * Wp);
+          d[i * Wp + W] = d[i * Wp + W + 1] = 0;
+        }
       }
       std::fill(d + p.grid, d + p.grid_pad, std::uint16_t{0});
     }
@@ -123,14 +133,15 @@ SOFTDIFF_AMX_TARGET void bf16_grad_begin(const float* c, std::size_t stride, boo
 }
 
 /// Input channels c0 .. c0 + 16 MC - 1 x output channels o0 .. o0 + 16 MO - 1, every tap:
-/// dwT rows 9c + tap, columns o (row stride B).
+/// dwT rows k^2 c + tap, columns o (row stride B).
 template <class E, int MC, int MO>
 SOFTDIFF_AMX_TARGET void bf16_grad_tiles(const bf16_grad_plan& p, const std::uint16_t* xb, const std::uint32_t* dyT,
                                          float* dwT, std::size_t c0, std::size_t o0, bool accumulate) {
-  const std::size_t a_stride = p.row * 2, b_stride = p.B * 4, c_stride = 9 * p.B * 4, c_block = 16 * 9 * p.B;
-  for (std::size_t tap = 0; tap < 9; ++tap) {
-    const std::size_t shift = (tap / 3) * p.Wp + tap % 3;
-    float* c = dwT + (9 * c0 + tap) * p.B + o0;
+  const std::size_t T = p.taps, a_stride = p.row * 2, b_stride = p.B * 4, c_stride = T * p.B * 4,
+                    c_block = 16 * T * p.B;
+  for (std::size_t tap = 0; tap < T; ++tap) {
+    const std::size_t shift = (tap / p.k) * p.Wp + tap % p.k;
+    float* c = dwT + (T * c0 + tap) * p.B + o0;
     bf16_grad_begin<E, 0>(c, c_stride, accumulate);
     if constexpr (MO == 2) bf16_grad_begin<E, 1>(c + 16, c_stride, accumulate);
     if constexpr (MC == 2) bf16_grad_begin<E, 2>(c + c_block, c_stride, accumulate);
@@ -156,10 +167,10 @@ SOFTDIFF_AMX_TARGET void bf16_grad_tiles(const bf16_grad_plan& p, const std::uin
   }
 }
 
-/// One sample: dwT [9 C, B] = (accumulate ? dwT : 0) + its weight gradient (above). Workspaces:
+/// One sample: dwT [k^2 C, B] = (accumulate ? dwT : 0) + its weight gradient (above). Workspaces:
 /// xb (packed_input), dyT (packed_dy), plane (scratch floats), block (dy_block bf16, as words).
 template <class E>
-void conv3x3_bf16_grad_sample(const bf16_grad_plan& p, const float* x, const channel_affine<float>& m,
+void conv_bf16_grad_sample(const bf16_grad_plan& p, const float* x, const channel_affine<float>& m,
                               const float* dy, float* dwT, bool accumulate, std::uint16_t* xb, std::uint32_t* dyT,
                               float* plane, std::uint32_t* block) {
   pack_bf16_planes(x, m, p, xb, plane);
@@ -180,16 +191,16 @@ void conv3x3_bf16_grad_sample(const bf16_grad_plan& p, const float* x, const cha
   E::release();
 }
 
-/// conv3x3_bf16_grad_sample on `engine`'s tiles (the emulation where this build has no AMX code).
-inline void conv3x3_bf16_grad_sample_on(bf16_engine engine, const bf16_grad_plan& p, const float* x,
+/// conv_bf16_grad_sample on `engine`'s tiles (the emulation where this build has no AMX code).
+inline void conv_bf16_grad_sample_on(bf16_engine engine, const bf16_grad_plan& p, const float* x,
                                         const channel_affine<float>& m, const float* dy, float* dwT, bool accumulate,
                                         std::uint16_t* xb, std::uint32_t* dyT, float* plane, std::uint32_t* block) {
 #if SOFTDIFF_AMX_CODE
   if (engine == bf16_engine::amx)
-    return conv3x3_bf16_grad_sample<amx_tiles>(p, x, m, dy, dwT, accumulate, xb, dyT, plane, block);
+    return conv_bf16_grad_sample<amx_tiles>(p, x, m, dy, dwT, accumulate, xb, dyT, plane, block);
 #endif
   (void)engine;
-  conv3x3_bf16_grad_sample<emulated_tiles>(p, x, m, dy, dwT, accumulate, xb, dyT, plane, block);
+  conv_bf16_grad_sample<emulated_tiles>(p, x, m, dy, dwT, accumulate, xb, dyT, plane, block);
 }
 
 }  // namespace softdiff::nn::detail

@@ -1,9 +1,10 @@
 #pragma once
-// conv2d's dense 3 x 3 passes in bfloat16 over a batch (precision.hpp), float32 data in and out:
+// conv2d's dense k x k passes (k = 3 or 1, stride 1, padding (k - 1) / 2) in bfloat16 over a
+// batch (precision.hpp), float32 data in and out:
 //  - forward: conv_bf16.hpp's tile program per sample, samples over threads;
 //  - backward (bf16 training): dW by conv_bf16_grad.hpp's tile program, summed over the batch in
 //    batch_reduction.hpp's fixed tree (bitwise the same for any thread count); dx = conv(dy, W~)
-//    by the forward program with the flipped weights W~[c, o, u, v] = W[o, c, 2 - u, 2 - v]
+//    by the forward program with the flipped weights W~[c, o, u, v] = W[o, c, k - 1 - u, k - 1 - v]
 //    (conv2d.hpp's gradient rule); dbias summed in float32 as in the float32 path.
 // The float32 master weights are rounded to bf16 at every pass; the gradients, the optimiser
 // and everything outside these convolutions stay float32.
@@ -26,16 +27,16 @@ namespace softdiff::nn::detail {
 /// The passes and their workspaces (one set per thread, grown on demand).
 class bf16_conv_passes {
 public:
-  /// y [N, B, H, W] = conv(m(x)) + bias (+ sample_bias [N B], + residual [N, B, H, W] when not
+  /// y [N, B, H, W] = conv_k(m(x)) + bias (+ sample_bias [N B], + residual [N, B, H, W] when not
   /// null) for x [N, A, H, W]; m is prepared sample by sample. `threads` workspace slots, the
   /// samples over them when `over_batch`. `frozen_weights`: the weights are those of the last
   /// call with it (their bf16 packing is kept; forget_weights drops it).
   void forward(bf16_engine engine, const float* x, std::size_t N, std::size_t A, std::size_t B, std::size_t H,
-               std::size_t W, const float* weight, const float* bias, const channel_affine<float>& m,
+               std::size_t W, std::size_t k, const float* weight, const float* bias, const channel_affine<float>& m,
                const float* sample_bias, const float* residual, float* y, int threads, bool over_batch,
                bool frozen_weights = false) {
     require_bf16_engine(engine);
-    const bf16_conv_plan bp(A, B, H, W);
+    const bf16_conv_plan bp(A, B, H, W, k);
     const std::size_t HW = H * W, per = bp.grid_output() + bp.row_scratch() + B;
     const std::uint16_t* wp = forward_weights(weight, bp, frozen_weights);
     float* ws = reserve(f_, static_cast<std::size_t>(threads) * per);
@@ -48,24 +49,24 @@ public:
       const auto ns = static_cast<std::size_t>(n);
       for (std::size_t o = 0; o < B; ++o) bn[o] = bias[o] + (sample_bias ? sample_bias[ns * B + o] : 0.0f);
       m.prepare(ns);
-      conv3x3_bf16_sample_on(engine, bp, wp, x + ns * A * HW, m.sample(ns), bn,
+      conv_bf16_sample_on(engine, bp, wp, x + ns * A * HW, m.sample(ns), bn,
                              residual ? residual + ns * B * HW : nullptr, y + ns * B * HW,
                              qs + t * bp.packed_input(), gbuf, rows);
     }
   }
 
   /// The backward of forward(x, m) for dy [N, B, H, W] (m prepared for every sample): segment s
-  /// of `p` writes its dW^T [9 A, B] (row 9c + tap) and then its dbias [B] into slot p.slot(s) of
-  /// `acc` (n_acc = 9 A B + B floats a slot), folded as batch_reduction.hpp says; dx [N, A, H, W]
+  /// of `p` writes its dW^T [k^2 A, B] (row k^2 c + tap) and then its dbias [B] into slot p.slot(s)
+  /// of `acc` (n_acc = k^2 A B + B floats a slot), folded as batch_reduction.hpp says; dx [N, A, H, W]
   /// unless null. Segments run in parallel when p.over_segments, else one after another on one
   /// thread (the tile programs do not split a sample).
   void backward(bf16_engine engine, const float* x, const channel_affine<float>& m, const float* dy, std::size_t N,
-                std::size_t A, std::size_t B, std::size_t H, std::size_t W, const float* weight,
+                std::size_t A, std::size_t B, std::size_t H, std::size_t W, std::size_t k, const float* weight,
                 const reduction_plan& p, float* acc, float* dx) {
     require_bf16_engine(engine);
-    const bf16_grad_plan gp(A, B, H, W);
-    const bf16_conv_plan xp(B, A, H, W);  // dx = conv(dy, W~): B channels in, A out
-    const std::size_t HW = H * W, n_acc = 9 * A * B + B;
+    const bf16_grad_plan gp(A, B, H, W, k);
+    const bf16_conv_plan xp(B, A, H, W, k);  // dx = conv(dy, W~): B channels in, A out
+    const std::size_t HW = H * W, n_acc = k * k * A * B + B;
     const std::size_t per16 = gp.packed_input();
     const std::size_t per32 = gp.packed_dy() + gp.dy_block() / 2 + (dx ? xp.packed_input() : 0);
     const std::size_t perf = gp.scratch() + (dx ? xp.grid_output() + xp.row_scratch() : 0);
@@ -87,15 +88,15 @@ public:
       std::uint32_t *dyT = q + t * per32, *block = dyT + gp.packed_dy(), *qx = block + gp.dy_block() / 2;
       float *plane = f + t * perf, *gbuf = plane + gp.scratch(), *rows = gbuf + xp.grid_output();
       float* dwT = acc + p.slot(s) * n_acc;
-      float* db = dwT + 9 * A * B;
+      float* db = dwT + k * k * A * B;
       std::fill_n(db, B, 0.0f);
       const std::size_t n0 = p.begin(N, s), n1 = p.begin(N, s + 1);
       for (std::size_t n = n0; n < n1; ++n) {
         const float* gn = dy + n * B * HW;
-        conv3x3_bf16_grad_sample_on(engine, gp, x + n * A * HW, m.sample(n), gn, dwT, n > n0, xb, dyT, plane, block);
+        conv_bf16_grad_sample_on(engine, gp, x + n * A * HW, m.sample(n), gn, dwT, n > n0, xb, dyT, plane, block);
         add_plane_sums(gn, B, HW, db);
         if (dx)
-          conv3x3_bf16_sample_on(engine, xp, wf, gn, channel_affine<float>{}, zero_bias, nullptr, dx + n * A * HW, qx,
+          conv_bf16_sample_on(engine, xp, wf, gn, channel_affine<float>{}, zero_bias, nullptr, dx + n * A * HW, qx,
                                  gbuf, rows);
       }
       fold_partial(p, s, acc, n_acc);

@@ -384,9 +384,35 @@ public:
   [[nodiscard]] bool frozen() const { return frozen_; }
 
   /// phi = RefUNet(x, t): x [N, in_channels, H, W] with H, W multiples of 2^(levels - 1),
-  /// one finite t per image. phi may be x itself. Keeps the activations, so a backward after
-  /// predict differentiates this call.
-  void predict(const batch<T>& x, std::span<const double> t, batch<T>& phi) { forward(x, t, phi); }
+  /// one finite t per image. phi may be x itself. Thawed, this is forward (a backward after it
+  /// differentiates this call). Frozen (inference), each replica runs its share of the batch
+  /// in micro-batches of at most inference_microbatch samples, so that one micro-batch's
+  /// activations stay in the core's cache from one layer to the next instead of a whole
+  /// share's going through memory at every layer; the layers' buffers hold one micro-batch.
+  /// The outputs are the same bits (every layer is per sample); no backward may follow.
+  void predict(const batch<T>& x, std::span<const double> t, batch<T>& phi) {
+    if (!frozen_) return forward(x, t, phi);
+    r_[0]->check_input(x, t, "refunet::predict");
+    plan(x.shape()[0]);
+    ensure_shape(phi, shape_of(x));
+    const std::size_t per = x.shape()[1] * x.shape()[2] * x.shape()[3];
+    run_replicas([&](std::size_t r) {
+      detail::refunet_state<T>& s = *r_[r];
+      for (std::size_t a = split_[r]; a < split_[r + 1]; a += inference_microbatch) {
+        const std::size_t b = std::min(split_[r + 1], a + inference_microbatch);
+        s.take_input(x, a, b);  // before phi's rows [a, b) are written: phi may be x
+        const batch<T>& out = s.run_forward(t.subspan(a, b - a));
+        std::copy(out.data(), out.data() + out.size(), phi.data() + a * per);
+      }
+    });
+    out_shape_ = shape_of(phi);
+    forwarded_ = false;  // the layers hold the last micro-batch only
+    has_input_grad_ = false;
+  }
+  /// Samples per micro-batch of a frozen predict: at 28 x 28 and base 16 a sample's largest
+  /// activation is about 150 KB, so a few fit a 2 MB L2 with the layer's output (fewer mean
+  /// more fixed cost per layer call; docs/performance.md, session 18).
+  static constexpr std::size_t inference_microbatch = 4;
 
   /// As predict, keeping what backward needs (x is copied, so it may change or die afterwards).
   void forward(const batch<T>& x, std::span<const double> t, batch<T>& phi) {
@@ -418,7 +444,7 @@ public:
   /// gradients(). With need_input_grad, dL/dx is kept too (input_gradient()).
   void backward(const batch<T>& dphi, bool need_input_grad = false) {
     using ::softdiff::detail::concat;
-    if (!forwarded_) throw error("refunet::backward: called before forward");
+    if (!forwarded_) throw error("refunet::backward: called before forward (a frozen predict keeps no activations)");
     if (shape_of(dphi) != out_shape_)
       throw error(concat("refunet::backward: dphi ", to_string(shape_of(dphi)),
                          " does not match the last forward's output ", to_string(out_shape_)));
