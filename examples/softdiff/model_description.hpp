@@ -379,7 +379,7 @@ inline const std::vector<recipe_option>& recipe_options() {
          d.recipe.ema_decay = option_text::parse_number("ema-decay", s);
          if (!(d.recipe.ema_decay >= 0 && d.recipe.ema_decay < 1)) throw usage_error("--ema-decay " + s + ": must lie in [0, 1)");
        }},
-      {"precision", "P", "arithmetic of the 3x3 convolutions with 16k channels, forward and backward: float32, or bf16 "
+      {"precision", "P", "arithmetic of the 3x3 and 1x1 convolutions with 16k channels, forward and backward: float32, or bf16 "
                          "(Intel AMX tiles; weights, gradients and Adam stay float32)",
        [](const d_t& d) { return std::string(nn::precision_name(d.recipe.arithmetic)); },
        [](d_t& d, s_t s) {

@@ -49,10 +49,10 @@ struct loaded_model {
   std::string trained_precision = "float32";  // "precision" of the checkpoint's metadata
 };
 
-/// --precision of sample and eval: the arithmetic of the network's 3 x 3 convolutions while
+/// --precision of sample and eval: the arithmetic of the network's 3 x 3 and 1 x 1 convolutions while
 /// sampling (nn/precision.hpp). bf16 needs AMX and is refused naming the missing CPU feature.
 inline constexpr const char* precision_help =
-    "arithmetic of the network's 3x3 convolutions: float32, or bf16 (Intel AMX only: faster, samples "
+    "arithmetic of the network's 3x3 and 1x1 convolutions: float32, or bf16 (Intel AMX only: faster, samples "
     "differ slightly; docs/performance.md)";
 
 /// Sets the network's precision from --precision and says which arithmetic runs.
@@ -65,7 +65,7 @@ inline nn::precision apply_precision(loaded_model& m, const std::string& text, s
     throw usage_error(std::string("--precision ") + text + ": " + e.what());
   }
   log << "precision: " << nn::precision_name(p)
-      << (p == nn::precision::bf16 ? " (AMX tiles for the 3x3 convolutions with 16k channels; the rest float32)" : "")
+      << (p == nn::precision::bf16 ? " (AMX tiles for the 3x3 and 1x1 convolutions with 16k channels; the rest float32)" : "")
       << ", checkpoint trained in " << m.trained_precision << "\n";
   return p;
 }

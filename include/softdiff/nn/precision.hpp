@@ -1,5 +1,5 @@
 #pragma once
-// Arithmetic precision of the network's 3 x 3 convolutions, and bfloat16 conversion.
+// Arithmetic precision of the network's 3 x 3 and 1 x 1 convolutions, and bfloat16 conversion.
 //
 // float32 (the default) is the reference arithmetic: gradient checks, golden tests.
 // bf16 is an option for training and inference: the convolution's inputs, weights and (in

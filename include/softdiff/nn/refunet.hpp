@@ -512,7 +512,7 @@ public:
   /// Replicas the last forward used.
   [[nodiscard]] std::size_t replicas_in_use() const { return active_; }
 
-  /// The arithmetic of the 3 x 3 convolutions (precision.hpp): float32 (the default), or bf16
+  /// The arithmetic of the 3 x 3 and 1 x 1 convolutions (precision.hpp): float32 (the default), or bf16
   /// on `engine`, forward and backward (training keeps float32 weights, gradients and
   /// optimiser); layers bf16 does not apply to (fewer than 16 or not a multiple of 16 channels,
   /// strided, 1 x 1) stay float32. bf16 on AMX throws here, naming the missing CPU feature,

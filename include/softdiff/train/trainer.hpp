@@ -75,7 +75,7 @@ struct trainer_config {
   loss::loss_kind loss = loss::loss_kind::ssm;  // the objective; checkpoints without "loss" were ssm
   nn::adam_config adam{};     // lr 2e-4, betas 0.9 / 0.999, eps 1e-8, warm-up 5000, clipping at 1
   double ema_decay = 0.9999;  // ema <- decay ema + (1 - decay) weights after every step
-  // arithmetic of the network's 3 x 3 convolutions, forward and backward (nn/precision.hpp); the
+  // arithmetic of the network's 3 x 3 and 1 x 1 convolutions, forward and backward (nn/precision.hpp); the
   // weights, gradients, optimiser and EMA are float32 either way
   nn::precision arithmetic = nn::precision::float32;
 };
