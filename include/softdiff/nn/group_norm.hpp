@@ -25,40 +25,6 @@
 
 namespace softdiff::nn {
 
-namespace detail {
-
-/// s1 = sum a[i], s2 = sum a[i] (b[i] - mu) over i < n, in double, as 32 interleaved partial sums
-/// (lane l takes i = l mod 32) added pairwise at the end (lanes l and l + 16, then l + 8, ...):
-/// independent chains of adds instead of one, whose latency bounded these loops once their data
-/// sat in cache (a group of a 7 x 7 image is a few hundred values), and bits that depend on
-/// neither the vector width nor the thread count.
-template <class T>
-inline void paired_sums(const T* a, const T* b, double mu, std::size_t n, double& s1, double& s2) {
-  constexpr std::size_t lanes = 32;
-  double p1[lanes] = {}, p2[lanes] = {};
-  std::size_t i = 0;
-  for (; i + lanes <= n; i += lanes) {
-#pragma omp simd
-    for (std::size_t l = 0; l < lanes; ++l) {
-      const double v = static_cast<double>(a[i + l]);
-      p1[l] += v;
-      p2[l] += v * (static_cast<double>(b[i + l]) - mu);
-    }
-  }
-  for (std::size_t l = 0; i + l < n; ++l) {
-    const double v = static_cast<double>(a[i + l]);
-    p1[l] += v;
-    p2[l] += v * (static_cast<double>(b[i + l]) - mu);
-  }
-  for (std::size_t w = lanes / 2; w > 0; w /= 2) {
-#pragma omp simd
-    for (std::size_t l = 0; l < w; ++l) p1[l] += p1[l + w], p2[l] += p2[l + w];
-  }
-  s1 = p1[0], s2 = p2[0];
-}
-
-}  // namespace detail
-
 template <class T = float>
 struct group_norm {
   using scalar_type = T;
@@ -145,7 +111,12 @@ private:
       // one pass over x: sum x and sum x^2 in double are exact enough that var = E[x^2] - mu^2
       // loses only a relative 1e-16 mu^2 / var (float data has 24 bits; double 53)
       double s1 = 0, s2 = 0;
-      detail::paired_sums(xg, xg, 0.0, M, s1, s2);
+#pragma omp simd reduction(+ : s1, s2)
+      for (std::size_t i = 0; i < M; ++i) {
+        const double v = static_cast<double>(xg[i]);
+        s1 += v;
+        s2 += v * v;
+      }
       const double mu = s1 / static_cast<double>(M);
       const double var = std::max(0.0, s2 / static_cast<double>(M) - mu * mu);
       const double r = 1.0 / std::sqrt(var + eps);
@@ -227,7 +198,12 @@ private:
             dc[i] = sc[i] * sg * (T(1) + yv * (T(1) - sg));
           }
         }
-        detail::paired_sums(gc, xc, mu, HW, sdy, sdyx);  // the same sums whether dy came through SiLU or not
+        // the same sums whether dy came through SiLU or not
+#pragma omp simd reduction(+ : sdy, sdyx)
+        for (std::size_t i = 0; i < HW; ++i) {
+          sdy += static_cast<double>(gc[i]);
+          sdyx += static_cast<double>(gc[i]) * (static_cast<double>(xc[i]) - mu);
+        }
         const std::size_t ch = g * cpg + c;
         sums[2 * (n * channels + ch)] = sdy;
         sums[2 * (n * channels + ch) + 1] = sdyx * r;
