@@ -1,5 +1,6 @@
 // RefUNet (docs/refunet.md, default configuration: 1,539,329 parameters) at batch 64, 1 x 28 x 28,
-// float32: the forward pass (predict) and a full training step
+// float32: the forward pass (predict; thawed, keeping the activations, and frozen, for inference)
+// and a full training step
 //   forward; loss = mean((phi - target)^2), dL/dphi = 2 (phi - target) / numel; backward;
 //   Adam (lr 2e-4, betas 0.9 / 0.999, eps 1e-8, gradient-norm clipping at 1)
 // the same work that bench/torch_refunet.py times in PyTorch. Run both in one session:
@@ -87,6 +88,25 @@ void BM_refunet_forward(benchmark::State& state) {
   }
   finish(state, test::allocations.load() - before);
   state.counters["replicas"] = double(s.net.replicas_in_use());
+}
+
+/// The forward pass for inference, as `softdiff sample` and `eval` run it: the network frozen
+/// (refunet::freeze), so predict runs each replica's share in micro-batches and keeps no
+/// activations for a backward; the counterpart of bench/torch_refunet.py's forward under
+/// torch.no_grad(). BM_refunet_forward keeps the activations (a training forward).
+void BM_refunet_forward_frozen(benchmark::State& state) {
+  setup& s = shared();
+  s.net.set_max_replicas(0);
+  s.net.freeze(true);
+  s.net.predict(s.x, s.t, s.phi);  // sizes the micro-batch buffers
+  const std::size_t before = test::allocations.load();
+  for (auto _ : state) {
+    s.net.predict(s.x, s.t, s.phi);
+    benchmark::DoNotOptimize(s.phi.data());
+  }
+  finish(state, test::allocations.load() - before);
+  state.counters["replicas"] = double(s.net.replicas_in_use());
+  s.net.freeze(false);  // the shared network trains in the other benchmarks
 }
 
 void BM_refunet_train_step(benchmark::State& state) {
@@ -188,6 +208,13 @@ BENCHMARK(BM_refunet_forward)
     ->Iterations(1)
     ->Repetitions(8)
     ->ComputeStatistics("min", best);
+BENCHMARK(BM_refunet_forward_frozen)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime()
+    ->MeasureProcessCPUTime()
+    ->Iterations(1)
+    ->Repetitions(8)
+    ->ComputeStatistics("min", best);
 BENCHMARK(BM_refunet_train_step)
     ->ArgName("max_replicas")
     ->Arg(0)
@@ -218,6 +245,8 @@ BENCHMARK(BM_refunet_sampling_nfe)
     ->Args({16, 250, 0})
     ->Args({16, 64, 1})
     ->Args({16, 250, 1})
+    ->Args({32, 64, 0})   // the default network at the batch of BM_refunet_forward_frozen
+    ->Args({32, 64, 1})
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime()
     ->MeasureProcessCPUTime()

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # RefUNet against PyTorch in one run, alternated rounds (docs/performance.md, issue 11): each
 # round runs, in this order,
-#   1. bench_network: forward and training step of the default network (base 32, batch 64),
+#   1. bench_network: forward (thawed, keeping the activations, and frozen for inference: the
+#      counterpart of PyTorch's no_grad forward) and training step of the default network (base
+#      32, batch 64),
 #      the training step by precision (float32, bf16) of the main recipe's network (base 16,
 #      batch 32) and of the default one;
 #   2. bench/torch_refunet.py: forward and training step of the default network;
@@ -26,7 +28,7 @@ scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
 for ((r = 1; r <= rounds; ++r)); do
   echo "== round $r $(date -u +%H:%M:%S) load $(cut -d' ' -f1 /proc/loadavg)"
-  "$build/bench/bench_network" --benchmark_filter='max_replicas:0|train_step_precision' \
+  "$build/bench/bench_network" --benchmark_filter='max_replicas:0|forward_frozen|train_step_precision' \
     --benchmark_report_aggregates_only=true 2>&1 | grep -E '_min|error' || true
   /usr/bin/python3 bench/torch_refunet.py --repeats 6
   /usr/bin/python3 bench/torch_refunet.py --base-channels 16 --batch 32 --only train_step --repeats 10

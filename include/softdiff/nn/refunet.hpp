@@ -386,20 +386,22 @@ public:
   /// phi = RefUNet(x, t): x [N, in_channels, H, W] with H, W multiples of 2^(levels - 1),
   /// one finite t per image. phi may be x itself. Thawed, this is forward (a backward after it
   /// differentiates this call). Frozen (inference), each replica runs its share of the batch
-  /// in micro-batches of at most inference_microbatch samples, so that one micro-batch's
-  /// activations stay in the core's cache from one layer to the next instead of a whole
-  /// share's going through memory at every layer; the layers' buffers hold one micro-batch.
-  /// The outputs are the same bits (every layer is per sample); no backward may follow.
+  /// in micro-batches of at most inference_microbatch samples (where micro_batches_pay), so
+  /// that one micro-batch's activations stay in the core's cache from one layer to the next
+  /// instead of a whole share's going through memory at every layer; the layers' buffers then
+  /// hold one micro-batch. The outputs are the same bits (every layer is per sample); no
+  /// backward may follow a frozen predict.
   void predict(const batch<T>& x, std::span<const double> t, batch<T>& phi) {
     if (!frozen_) return forward(x, t, phi);
     r_[0]->check_input(x, t, "refunet::predict");
     plan(x.shape()[0]);
     ensure_shape(phi, shape_of(x));
     const std::size_t per = x.shape()[1] * x.shape()[2] * x.shape()[3];
+    const std::size_t m = micro_batches_pay() ? inference_microbatch : x.shape()[0];
     run_replicas([&](std::size_t r) {
       detail::refunet_state<T>& s = *r_[r];
-      for (std::size_t a = split_[r]; a < split_[r + 1]; a += inference_microbatch) {
-        const std::size_t b = std::min(split_[r + 1], a + inference_microbatch);
+      for (std::size_t a = split_[r]; a < split_[r + 1]; a += m) {
+        const std::size_t b = std::min(split_[r + 1], a + m);
         s.take_input(x, a, b);  // before phi's rows [a, b) are written: phi may be x
         const batch<T>& out = s.run_forward(t.subspan(a, b - a));
         std::copy(out.data(), out.data() + out.size(), phi.data() + a * per);
@@ -413,6 +415,17 @@ public:
   /// activation is about 150 KB, so a few fit a 2 MB L2 with the layer's output (fewer mean
   /// more fixed cost per layer call; docs/performance.md, session 18).
   static constexpr std::size_t inference_microbatch = 4;
+  /// Whether a frozen predict runs micro-batches: not when a convolution runs Winograd, whose
+  /// GEMMs gather the tiles of several samples (winograd_shape::target_cols) and which micro-
+  /// batches would cut short (the default RefUNet's 64-channel levels in float32: its frozen
+  /// forward at batch 64 took 161-172 ms in micro-batches of 4 against 143-152 in whole shares).
+  [[nodiscard]] bool micro_batches_pay() {
+    bool winograd = false;
+    r_[0]->for_each_conv([&](conv2d<T>& c) {
+      winograd = winograd || (!c.runs_bf16() && c.resolved_algorithm() == conv_algorithm::winograd);
+    });
+    return !winograd;
+  }
 
   /// As predict, keeping what backward needs (x is copied, so it may change or die afterwards).
   void forward(const batch<T>& x, std::span<const double> t, batch<T>& phi) {
