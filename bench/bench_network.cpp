@@ -77,10 +77,10 @@ void finish(benchmark::State& state, std::size_t allocations) {
   state.counters["allocs/iter"] = double(allocations) / double(std::max<benchmark::IterationCount>(1, state.iterations()));
 }
 
-void BM_refunet_forward(benchmark::State& state) {
-  setup& s = shared();
-  s.net.set_max_replicas(static_cast<std::size_t>(state.range(0)));
-  s.net.predict(s.x, s.t, s.phi);  // resizes buffers if the split changed
+/// Times the shared network's predict, after one call that sizes its buffers (they change with
+/// the replicas' split, and with freezing).
+void time_predict(benchmark::State& state, setup& s) {
+  s.net.predict(s.x, s.t, s.phi);
   const std::size_t before = test::allocations.load();
   for (auto _ : state) {
     s.net.predict(s.x, s.t, s.phi);
@@ -90,22 +90,21 @@ void BM_refunet_forward(benchmark::State& state) {
   state.counters["replicas"] = double(s.net.replicas_in_use());
 }
 
+void BM_refunet_forward(benchmark::State& state) {
+  setup& s = shared();
+  s.net.set_max_replicas(static_cast<std::size_t>(state.range(0)));
+  time_predict(state, s);
+}
+
 /// The forward pass for inference, as `softdiff sample` and `eval` run it: the network frozen
-/// (refunet::freeze), so predict runs each replica's share in micro-batches and keeps no
-/// activations for a backward; the counterpart of bench/torch_refunet.py's forward under
-/// torch.no_grad(). BM_refunet_forward keeps the activations (a training forward).
+/// (refunet::freeze; micro-batches where they pay) and keeping no activations for a backward;
+/// the counterpart of bench/torch_refunet.py's forward under torch.no_grad().
+/// BM_refunet_forward keeps the activations (a training forward).
 void BM_refunet_forward_frozen(benchmark::State& state) {
   setup& s = shared();
   s.net.set_max_replicas(0);
   s.net.freeze(true);
-  s.net.predict(s.x, s.t, s.phi);  // sizes the micro-batch buffers
-  const std::size_t before = test::allocations.load();
-  for (auto _ : state) {
-    s.net.predict(s.x, s.t, s.phi);
-    benchmark::DoNotOptimize(s.phi.data());
-  }
-  finish(state, test::allocations.load() - before);
-  state.counters["replicas"] = double(s.net.replicas_in_use());
+  time_predict(state, s);
   s.net.freeze(false);  // the shared network trains in the other benchmarks
 }
 
@@ -194,6 +193,18 @@ void BM_refunet_conv_algorithm(benchmark::State& state) {
 
 double best(const std::vector<double>& v) { return *std::min_element(v.begin(), v.end()); }
 
+/// The timing rules of every benchmark here: wall time in ms (the process's CPU time beside
+/// it), I calls a repetition, R repetitions, the best reported as "_min".
+template <int I, int R>
+void timed(benchmark::internal::Benchmark* b) {
+  b->Unit(benchmark::kMillisecond)
+      ->UseRealTime()
+      ->MeasureProcessCPUTime()
+      ->Iterations(I)
+      ->Repetitions(R)
+      ->ComputeStatistics("min", best);
+}
+
 }  // namespace
 
 // Argument: set_max_replicas (0: the default, min(N, 4) replicas spread over the threads; 1: one set of layers
@@ -202,29 +213,14 @@ BENCHMARK(BM_refunet_forward)
     ->ArgName("max_replicas")
     ->Arg(0)
     ->Arg(1)
-    ->Unit(benchmark::kMillisecond)
-    ->UseRealTime()
-    ->MeasureProcessCPUTime()
-    ->Iterations(1)
-    ->Repetitions(8)
-    ->ComputeStatistics("min", best);
+    ->Apply(timed<1, 8>);
 BENCHMARK(BM_refunet_forward_frozen)
-    ->Unit(benchmark::kMillisecond)
-    ->UseRealTime()
-    ->MeasureProcessCPUTime()
-    ->Iterations(1)
-    ->Repetitions(8)
-    ->ComputeStatistics("min", best);
+    ->Apply(timed<1, 8>);
 BENCHMARK(BM_refunet_train_step)
     ->ArgName("max_replicas")
     ->Arg(0)
     ->Arg(1)
-    ->Unit(benchmark::kMillisecond)
-    ->UseRealTime()
-    ->MeasureProcessCPUTime()
-    ->Iterations(1)
-    ->Repetitions(6)
-    ->ComputeStatistics("min", best);
+    ->Apply(timed<1, 6>);
 
 BENCHMARK(BM_refunet_train_step_precision)
     ->ArgNames({"base", "batch", "bf16"})
@@ -232,12 +228,7 @@ BENCHMARK(BM_refunet_train_step_precision)
     ->Args({16, 32, 1})
     ->Args({32, 64, 0})
     ->Args({32, 64, 1})
-    ->Unit(benchmark::kMillisecond)
-    ->UseRealTime()
-    ->MeasureProcessCPUTime()
-    ->Iterations(4)
-    ->Repetitions(5)
-    ->ComputeStatistics("min", best);
+    ->Apply(timed<4, 5>);
 
 BENCHMARK(BM_refunet_sampling_nfe)
     ->ArgNames({"base", "batch", "bf16"})
@@ -247,12 +238,7 @@ BENCHMARK(BM_refunet_sampling_nfe)
     ->Args({16, 250, 1})
     ->Args({32, 64, 0})   // the default network at the batch of BM_refunet_forward_frozen
     ->Args({32, 64, 1})
-    ->Unit(benchmark::kMillisecond)
-    ->UseRealTime()
-    ->MeasureProcessCPUTime()
-    ->Iterations(2)
-    ->Repetitions(5)
-    ->ComputeStatistics("min", best);
+    ->Apply(timed<2, 5>);
 
 // Run with --benchmark_enable_random_interleaving=true so the two algorithms alternate.
 BENCHMARK(BM_refunet_conv_algorithm)
@@ -261,11 +247,6 @@ BENCHMARK(BM_refunet_conv_algorithm)
     ->Args({0, 1})
     ->Args({1, 0})
     ->Args({1, 1})
-    ->Unit(benchmark::kMillisecond)
-    ->UseRealTime()
-    ->MeasureProcessCPUTime()
-    ->Iterations(3)
-    ->Repetitions(6)
-    ->ComputeStatistics("min", best);
+    ->Apply(timed<3, 6>);
 
 BENCHMARK_MAIN();

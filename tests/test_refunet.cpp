@@ -430,6 +430,8 @@ TEST_CASE("refunet frozen predict: micro-batches give the same bits, in place to
   batch<float> inplace = x;  // phi may be x itself
   net.predict(inplace, t, inplace);
   CHECK(std::equal(inplace.begin(), inplace.end(), want.begin()));
+  // the layers hold one micro-batch: replica 0's share is samples 0-4, run as 4 and then 1
+  CHECK(net.internals().conv_out.y.shape()[0] == 1);
   const auto dphi = random_tensor<float, 4>({n, 1, 16, 16}, 12, 2);
   CHECK_THROWS_WITH(net.backward(dphi), Contains("refunet::backward") && Contains("frozen predict"));
   // one sample, a batch smaller than the replicas
@@ -441,6 +443,30 @@ TEST_CASE("refunet frozen predict: micro-batches give the same bits, in place to
   batch<float> one_ref;
   net.forward(x1, t1, one_ref);
   CHECK(std::equal(one.begin(), one.end(), one_ref.begin()));
+}
+
+TEST_CASE("refunet frozen predict: whole shares where a convolution runs Winograd", "[nn][refunet]") {
+  nn::refunet_config c;  // 64 channels: Winograd in float32 where AVX-512 is compiled in
+  c.base_channels = 64;
+  c.channel_mult = {1};
+  c.num_res_blocks = 1;
+  c.attn_at_lowest = false;
+  const bool winograd = nn::detail::winograd_preferred<float>(64, 64);
+  const std::size_t n = 23;  // replica 0's share: samples 0-4
+  const auto x = random_tensor<float, 4>({n, 1, 8, 8}, 13, 1);
+  const auto t = times(n);
+  nn::refunet<float> net(c, 3);
+  CHECK(net.micro_batches_pay() == !winograd);
+  batch<float> want, got;
+  net.forward(x, t, want);
+  net.freeze(true);
+  net.predict(x, t, got);
+  CHECK(std::equal(got.begin(), got.end(), want.begin()));
+  CHECK(net.internals().conv_out.y.shape()[0] == (winograd ? 5u : 5u % nn::refunet<float>::inference_microbatch));
+  // in bf16 (emulated tiles) no convolution runs Winograd: micro-batches again
+  net.freeze(false);
+  net.set_precision(nn::precision::bf16, nn::bf16_engine::emulated);
+  CHECK(net.micro_batches_pay());
 }
 
 TEST_CASE("refunet<double> whole-network gradient check: every tensor and the input", "[nn][refunet][gradcheck]") {
