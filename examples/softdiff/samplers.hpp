@@ -174,7 +174,8 @@ private:
 };
 
 /// Default --chunk: samples per network batch. The frozen network runs a chunk in micro-batches
-/// of 4 samples per replica (refunet::predict), so its buffers do not grow with the chunk; the
+/// of 4 samples per replica where they pay (refunet::predict), so its buffers need not grow with
+/// the chunk; the
 /// sampler's own state does, by a few images' worth per sample (2,000 samples of a RefUNet of
 /// base 16 on 28 x 28 images: 90 MB max RSS at 250; before the micro-batches 0.55 GB, and the
 /// whole count in one batch 8.5 GB).
