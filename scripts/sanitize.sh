@@ -4,7 +4,7 @@
 # Usage: scripts/sanitize.sh [build dir, default build-sanitize]
 # Fails on any failing test and on any sanitizer report, including reports from `softdiff` runs
 # that a test started and whose output it did not print (every report is also written to a log
-# directory, which must stay empty). Takes 21-35 minutes on 2 cores (docs/reliability.md).
+# directory, which must stay empty). Takes 19-35 minutes on 2 cores (docs/reliability.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install_deps.sh python3-matplotlib
