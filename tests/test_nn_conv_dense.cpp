@@ -107,6 +107,56 @@ TEST_CASE("conv2d Winograd F(2x2, 3x3) float matches float64 at every tiling", "
 
 namespace {
 
+/// C = A^T B (and C += A^T B) by tiled_gemm_tn against tiled_gemm on A's transposed copy: the
+/// same multiply-adds in the same order, so the same bits on SIMD lanes (float: fused
+/// multiply-add instructions), at every register tile and edge.
+template <class T>
+void check_gemm_tn_equals_transposed(std::size_t M, std::size_t N, std::size_t K, std::uint64_t seed) {
+  CAPTURE(M, N, K, sizeof(T));
+  const std::size_t lda = M + 3, ldb = N + 1;  // leading dimensions wider than the operands
+  const auto a = random_tensor<T, 1>({K * lda}, seed, 1), b = random_tensor<T, 1>({K * ldb}, seed, 2);
+  std::vector<T> at(M * K);  // [M, K]: row i holds A's column i
+  for (std::size_t k = 0; k < K; ++k)
+    for (std::size_t i = 0; i < M; ++i) at[i * K + k] = a[k * lda + i];
+  std::vector<std::ptrdiff_t> aoff(M), boff(K);
+  for (std::size_t i = 0; i < M; ++i) aoff[i] = static_cast<std::ptrdiff_t>(i * K);
+  for (std::size_t k = 0; k < K; ++k) boff[k] = static_cast<std::ptrdiff_t>(k * ldb);
+  const auto c = random_tensor<T, 1>({M * N}, seed, 3);
+  const std::vector<T> c0(c.begin(), c.end());
+  for (const bool accumulate : {false, true}) {
+    CAPTURE(accumulate);
+    std::vector<T> want = c0, got = c0;
+    nn::detail::tiled_gemm<T>(accumulate, M, N, K, at.data(), aoff.data(), b.data(), boff.data(), want.data(), N,
+                              nullptr, false);
+    if (accumulate)
+      nn::detail::tiled_gemm_tn<T, true>(M, N, K, a.data(), lda, b.data(), ldb, got.data(), N, true);
+    else
+      nn::detail::tiled_gemm_tn<T, false>(M, N, K, a.data(), lda, b.data(), ldb, got.data(), N, true);
+    if constexpr (nn::detail::simd_kernel<T>) {
+      REQUIRE(got == want);
+    } else {  // scalar lanes: a * b + c, which the compiler may or may not contract into one rounding
+      for (std::size_t i = 0; i < got.size(); ++i) REQUIRE(got[i] == Approx(want[i]).epsilon(1e-12).margin(1e-13 * double(K)));
+    }
+    REQUIRE(got != c0);  // the product was written
+  }
+}
+
+}  // namespace
+
+TEST_CASE("tiled_gemm_tn (A read transposed in place) gives tiled_gemm's bits on the transposed copy", "[nn][conv2d][winograd]") {
+  // N = 64 and 32: the 6 x 4 and 12 x 2 tiles; 16, 5 and 80: the default tile with masked
+  // columns; M not a multiple of the tile's rows: the last row tile repeats a valid column of A
+  const std::size_t shapes[][3] = {{64, 64, 98}, {13, 64, 16}, {24, 32, 37}, {7, 32, 5},  {1, 16, 9},
+                                   {30, 5, 49},  {9, 80, 33},  {64, 16, 1},  {128, 64, 96}};
+  std::uint64_t seed = 51;
+  for (const auto& s : shapes) {
+    check_gemm_tn_equals_transposed<float>(s[0], s[1], s[2], seed);
+    check_gemm_tn_equals_transposed<double>(s[0], s[1], s[2], seed++);
+  }
+}
+
+namespace {
+
 /// A GroupNorm of shape[1] channels in `groups` groups with gamma[i] = g0 + g1 i, beta[i] =
 /// b0 + b1 i, an input x of `shape` (streams 1 of `seed`) and an upstream gradient ds (stream 2).
 template <class T>

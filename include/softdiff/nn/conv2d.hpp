@@ -490,7 +490,7 @@ private:
   void backward_winograd(const batch<T>& x, const batch<T>& dy, const detail::conv_geometry& g, bool need_dx) {
     const std::size_t N = x.shape()[0], A = in_channels, B = out_channels;
     detail::winograd_backward_weights(detail::winograd_shape(A, B, g.h, g.w, N), N, x.data(), map_, dy.data(), partial_,
-                                      work_, off_c_, off_d_, dweight.data(), dbias.data());
+                                      work_, dweight.data(), dbias.data());
     if (!need_dx) return;
     if (!wino_u_current_) detail::winograd_weights(weight.data(), B, A, detail::reserve(wino_u_, 16 * A * B));
     wino_u_current_ = true;

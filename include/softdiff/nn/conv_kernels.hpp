@@ -225,6 +225,87 @@ void tiled_gemm_impl(std::size_t M, std::size_t N, const gemm_depth& K, const T*
   tiled_gemm_shape<T, S::mr, S::nv, Accumulate>(M, N, K, A, aoff, B, boff, C, ldc, bias, parallel);
 }
 
+/// One MR x NR tile of C [M, N] (+)= A^T B for A [K, lda] and B [K, ldb] row-major (BLAS's
+/// "TN"): step k broadcasts MR consecutive values of A's row k and loads NV vectors of B's row k,
+/// so a matrix stored tile-major is the left operand without a transpose (winograd_grad.hpp's
+/// V). Each C value is the same chain of multiply-adds over k in order as micro_tile's on the
+/// transposed copy of A, so the two agree bit for bit on SIMD lanes (scalar lanes' a * b + c is
+/// contracted or not at the compiler's choice). Edge: rows >= `rows` repeat the last valid
+/// column of A (their results are dropped) and columns >= `cols` are masked.
+template <class S, std::size_t MR, std::size_t NV, bool Accumulate, bool Edge, class T>
+inline void micro_tile_tn(std::size_t K, const T* a, std::size_t lda, const T* b, std::size_t ldb, T* c,
+                          std::size_t ldc, std::size_t rows, std::size_t cols) {
+  constexpr std::size_t W = S::width;
+  std::size_t n[NV], ai[MR];
+  for (std::size_t j = 0; j < NV; ++j) n[j] = cols > j * W ? std::min(W, cols - j * W) : 0;
+  for (std::size_t i = 0; i < MR; ++i) ai[i] = Edge ? std::min(i, rows - 1) : i;
+  typename S::reg acc[MR][NV];
+#pragma GCC unroll 32
+  for (std::size_t i = 0; i < MR; ++i)
+#pragma GCC unroll 4
+    for (std::size_t j = 0; j < NV; ++j) acc[i][j] = S::zero();
+  for (std::size_t k = 0; k < K; ++k, a += lda, b += ldb) {
+    typename S::reg bv[NV];
+#pragma GCC unroll 4
+    for (std::size_t j = 0; j < NV; ++j) bv[j] = Edge ? S::load(b + j * W, n[j]) : S::load(b + j * W);
+#pragma GCC unroll 32
+    for (std::size_t i = 0; i < MR; ++i) {
+      const typename S::reg av = S::set1(a[Edge ? ai[i] : i]);
+#pragma GCC unroll 4
+      for (std::size_t j = 0; j < NV; ++j) acc[i][j] = S::fma(av, bv[j], acc[i][j]);
+    }
+  }
+#pragma GCC unroll 32
+  for (std::size_t i = 0; i < MR; ++i) {
+    if (i >= rows) break;
+    T* ci = c + i * ldc;
+#pragma GCC unroll 4
+    for (std::size_t j = 0; j < NV; ++j) {
+      if (Edge && n[j] == 0) continue;
+      typename S::reg v = acc[i][j];
+      if constexpr (Accumulate) v = S::add(v, Edge ? S::load(ci + j * W, n[j]) : S::load(ci + j * W));
+      if constexpr (Edge)
+        S::store(ci + j * W, v, n[j]);
+      else
+        S::store(ci + j * W, v);
+    }
+  }
+}
+
+template <class T, std::size_t MR, std::size_t NV, bool Accumulate>
+void tiled_gemm_tn_shape(std::size_t M, std::size_t N, std::size_t K, const T* A, std::size_t lda, const T* B,
+                         std::size_t ldb, T* C, std::size_t ldc, bool parallel) {
+  using S = typename lanes_for<T>::type;
+  constexpr std::size_t NR = NV * S::width;
+  const std::size_t strips = (N + NR - 1) / NR, tiles = (M + MR - 1) / MR;
+  const auto count = static_cast<std::ptrdiff_t>(strips * tiles);
+#pragma omp parallel for schedule(static) if (parallel && count > 1)
+  for (std::ptrdiff_t w = 0; w < count; ++w) {
+    const std::size_t s = static_cast<std::size_t>(w) / tiles, t = static_cast<std::size_t>(w) % tiles;
+    const std::size_t j0 = s * NR, i0 = t * MR, cols = std::min(NR, N - j0), rows = std::min(MR, M - i0);
+    if (cols == NR && rows == MR)
+      micro_tile_tn<S, MR, NV, Accumulate, false>(K, A + i0, lda, B + j0, ldb, C + i0 * ldc + j0, ldc, rows, cols);
+    else
+      micro_tile_tn<S, MR, NV, Accumulate, true>(K, A + i0, lda, B + j0, ldb, C + i0 * ldc + j0, ldc, rows, cols);
+  }
+}
+
+/// C [M, N] = A^T B, or C += A^T B when `accumulate`, for A [K, lda] and B [K, ldb] row-major
+/// (micro_tile_tn); C row-major with leading dimension ldc. The tile by the width N as
+/// tiled_gemm's: 24 accumulators with AVX-512 where N is a multiple of 64 or 32.
+template <class T, bool Accumulate>
+void tiled_gemm_tn(std::size_t M, std::size_t N, std::size_t K, const T* A, std::size_t lda, const T* B,
+                   std::size_t ldb, T* C, std::size_t ldc, bool parallel) {
+  using S = typename lanes_for<T>::type;
+  if (M == 0 || N == 0) return;
+  if constexpr (S::width == 16) {
+    if (N % (4 * S::width) == 0) return tiled_gemm_tn_shape<T, 6, 4, Accumulate>(M, N, K, A, lda, B, ldb, C, ldc, parallel);
+    if (N % (2 * S::width) == 0)
+      return tiled_gemm_tn_shape<T, 12, 2, Accumulate>(M, N, K, A, lda, B, ldb, C, ldc, parallel);
+  }
+  tiled_gemm_tn_shape<T, S::mr, S::nv, Accumulate>(M, N, K, A, lda, B, ldb, C, ldc, parallel);
+}
+
 /// The 3 x 3 stride-1 convolution with padding 1 on dense output positions l = i * width + j:
 /// C [M, N] = A [M, K] B [K, N] (+ bias[i]), K in (c, u, v) order (v = k mod 3), B's row k at
 /// B + boff[k] being the image shifted by u - 1 rows and v - 1 columns (rows padded with zeros

@@ -55,15 +55,6 @@ void winograd_grad_output(const winograd_shape& s, const T* dy, T* G, std::size_
     }
 }
 
-/// dst [cols, rows] (row stride ldd) = src [rows, cols]^T (row stride lds), in 16 x 16 blocks.
-template <class T>
-void transpose_strided(const T* src, std::size_t rows, std::size_t cols, std::size_t lds, T* dst, std::size_t ldd) {
-  for (std::size_t r = 0; r < rows; r += 16)
-    for (std::size_t c = 0; c < cols; c += 16)
-      transpose_part(src + r * lds + c, lds, dst + c * ldd + r, ldd, std::min<std::size_t>(16, rows - r),
-                     std::min<std::size_t>(16, cols - c));
-}
-
 /// dw [out, in, 3, 3] += G^T dU G for dU [16, in, out] (winograd_weights' layout).
 template <class T>
 void winograd_weight_grads(const T* dU, std::size_t out, std::size_t in, T* dw) {
@@ -89,41 +80,25 @@ void winograd_weight_grads(const T* dU, std::size_t out, std::size_t in, T* dw) 
 
 /// Scalars of one thread's workspace for winograd_weight_grad_pass.
 [[nodiscard]] inline std::size_t winograd_grad_workspace(const winograd_shape& s) {
-  return 16 * (s.v_plane() + s.m_plane() + s.in * s.cols) + s.padded_size() + s.plane_size();
-}
-
-/// dU_k [in, out] (+)= Vt_k [in, n] dM_k [n, out]: a tile of 24 accumulators by the width out.
-template <class T, bool Accumulate>
-void winograd_grad_gemm(const winograd_shape& s, std::size_t n, const T* Vt, const std::ptrdiff_t* aoff, const T* G,
-                        const std::ptrdiff_t* boff, T* dU, bool parallel) {
-  using S = typename lanes_for<T>::type;
-  const gemm_depth depth{1, n, n, 1, 0};
-  if constexpr (S::width == 16) {
-    if (s.out % 64 == 0)
-      return tiled_gemm_shape<T, 6, 4, Accumulate>(s.in, s.out, depth, Vt, aoff, G, boff, dU, s.out, nullptr, parallel);
-    if (s.out % 32 == 0)
-      return tiled_gemm_shape<T, 12, 2, Accumulate>(s.in, s.out, depth, Vt, aoff, G, boff, dU, s.out, nullptr,
-                                                    parallel);
-  }
-  tiled_gemm<T>(Accumulate, s.in, s.out, depth, Vt, aoff, G, boff, dU, s.out, nullptr, parallel);
+  return 16 * (s.v_plane() + s.m_plane()) + s.padded_size() + s.plane_size();
 }
 
 /// The transform-domain weight and bias gradients of a batch, summed by the reduction plan p:
 /// slot p.slot(segment) of acc (n_acc = 16 in out + out scalars each: dU [16, in, out], then
 /// dbias) gets its segment's sum (written, not added); the caller folds the slots
 /// (fold_segments) and back-transforms slot 0 (winograd_weight_grads). x, dy: the batch (m is
-/// its map, every sample prepared); work: p.threads slots of winograd_grad_workspace(s);
-/// aoff = strided_offsets(in, s.cols), boff = strided_offsets(s.cols, out).
+/// its map, every sample prepared); work: p.threads slots of winograd_grad_workspace(s).
+/// dU_xi [in, out] (+)= V_xi^T dM_xi is tiled_gemm_tn over the chunk's tiles: V and dM are both
+/// tile-major, so neither is transposed.
 template <class T>
 void winograd_weight_grad_pass(const winograd_shape& s, std::size_t N, const T* x, const channel_affine<T>& m,
-                               const T* dy, const reduction_plan& p, T* acc, T* work, const std::ptrdiff_t* aoff,
-                               const std::ptrdiff_t* boff) {
+                               const T* dy, const reduction_plan& p, T* acc, T* work) {
   const std::size_t HW = s.h * s.w, n_acc = 16 * s.in * s.out + s.out, per = winograd_grad_workspace(s);
   const auto segments = static_cast<std::ptrdiff_t>(p.segments);
 #pragma omp parallel for schedule(static) num_threads(p.threads) if (p.over_segments)
   for (std::ptrdiff_t seg = 0; seg < segments; ++seg) {
     T* V = work + static_cast<std::size_t>(omp_get_thread_num()) * per;
-    T *G = V + 16 * s.v_plane(), *Vt = G + 16 * s.m_plane(), *P = Vt + 16 * s.in * s.cols;
+    T *G = V + 16 * s.v_plane(), *P = G + 16 * s.m_plane();
     T* scratch = P + s.padded_size();
     T* dU = acc + p.slot(static_cast<std::size_t>(seg)) * n_acc;
     T* db = dU + 16 * s.in * s.out;
@@ -138,13 +113,12 @@ void winograd_weight_grad_pass(const winograd_shape& s, std::size_t N, const T* 
         add_plane_sums(dy + n * s.out * HW, s.out, HW, db);
       }
       for (std::size_t xi = 0; xi < 16; ++xi) {
-        transpose_strided(V + xi * s.v_plane(), rows, s.in, s.in, Vt + xi * s.in * s.cols, s.cols);
+        const T *v = V + xi * s.v_plane(), *g = G + xi * s.m_plane();
+        T* du = dU + xi * s.in * s.out;
         if (c0 > n0)
-          winograd_grad_gemm<T, true>(s, rows, Vt + xi * s.in * s.cols, aoff, G + xi * s.m_plane(), boff,
-                                      dU + xi * s.in * s.out, p.within_gemm);
+          tiled_gemm_tn<T, true>(s.in, s.out, rows, v, s.in, g, s.out, du, s.out, p.within_gemm);
         else
-          winograd_grad_gemm<T, false>(s, rows, Vt + xi * s.in * s.cols, aoff, G + xi * s.m_plane(), boff,
-                                       dU + xi * s.in * s.out, p.within_gemm);
+          tiled_gemm_tn<T, false>(s.in, s.out, rows, v, s.in, g, s.out, du, s.out, p.within_gemm);
       }
     }
     fold_partial(p, static_cast<std::size_t>(seg), acc, n_acc);
@@ -154,19 +128,15 @@ void winograd_weight_grad_pass(const winograd_shape& s, std::size_t N, const T* 
 /// dweight [out, in, 3, 3] += dL/dW and dbias [out] += dL/dbias for a batch x [N, in, h, w]
 /// (through its map m, every sample prepared) and dy [N, out, h, w]: winograd_weight_grad_pass
 /// by the batch's reduction plan, the segments folded in order, then back-transformed once.
-/// partial, work, aoff and boff are the caller's buffers, resized here.
+/// partial and work are the caller's buffers, resized here.
 template <class T>
 void winograd_backward_weights(const winograd_shape& s, std::size_t N, const T* x, const channel_affine<T>& m,
-                               const T* dy, std::vector<T>& partial, std::vector<T>& work,
-                               std::vector<std::ptrdiff_t>& aoff, std::vector<std::ptrdiff_t>& boff, T* dweight,
-                               T* dbias) {
+                               const T* dy, std::vector<T>& partial, std::vector<T>& work, T* dweight, T* dbias) {
   const std::size_t n_acc = 16 * s.in * s.out + s.out;
   const reduction_plan p = make_reduction_plan(N, N * s.out * s.h * s.w * s.in * 9);
   T* acc = reserve(partial, p.slots() * n_acc);
   T* ws = reserve(work, static_cast<std::size_t>(p.threads) * winograd_grad_workspace(s));
-  strided_offsets(s.in, s.cols, aoff);
-  strided_offsets(s.cols, s.out, boff);
-  winograd_weight_grad_pass(s, N, x, m, dy, p, acc, ws, aoff.data(), boff.data());
+  winograd_weight_grad_pass(s, N, x, m, dy, p, acc, ws);
   fold_segments(p, acc, n_acc);
   winograd_weight_grads(acc, s.out, s.in, dweight);
   for (std::size_t o = 0; o < s.out; ++o) dbias[o] += acc[16 * s.in * s.out + o];
