@@ -36,6 +36,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "softdiff/backend/cpu.hpp"
@@ -128,7 +129,31 @@ struct conv2d {
   }
   /// Frozen weights (refunet::freeze): a forward's bf16 packing is kept for the next one, so
   /// weight must not change while frozen; freezing or thawing drops what was kept.
-  void freeze_weights(bool on) { weights_frozen_ = on, bf16_.forget_weights(); }
+  void freeze_weights(bool on) { weights_frozen_ = on, bf16_.forget_weights(), wino_ = {}; }
+
+  /// Winograd's kernel transforms, once per training step for every replica of a network
+  /// (refunet): prepare_winograd computes this layer's U and flipped U of the current weights for
+  /// its next forward and backward; share_winograd(owner) has this layer's next forward and
+  /// backward read the owner's (prepared, and with the same weights) instead of computing its
+  /// own. Each is used once: a later forward computes its own again unless prepared anew. No-ops
+  /// where the layer does not run Winograd. The transforms are functions of the weights alone, so
+  /// the results are the same bits.
+  void prepare_winograd() {
+    wino_ = {};
+    if (!runs_winograd()) return;
+    const std::size_t A = in_channels, B = out_channels;
+    detail::winograd_weights(weight.data(), B, A, detail::reserve(wino_u_, 16 * A * B));
+    detail::winograd_flipped(wino_u_.data(), A, B, detail::reserve(wino_flip_, 16 * A * B));
+    wino_.next = this;
+  }
+  void share_winograd(const conv2d* owner) {
+    wino_ = {};
+    if (owner && owner->wino_.next == owner && runs_winograd()) wino_.next = owner;
+  }
+  /// Whether a forward of this layer runs winograd.hpp (float32 arithmetic, Winograd resolved).
+  [[nodiscard]] bool runs_winograd() const {
+    return resolved_algorithm() == conv_algorithm::winograd && !runs_bf16();
+  }
 
   /// Whether a forward of this layer runs in bf16 tiles.
   [[nodiscard]] bool runs_bf16() const {
@@ -281,9 +306,12 @@ private:
       if (forward_was_bf16_) return forward_bf16(x, g, e);
     }
     if (resolved_algorithm() == conv_algorithm::winograd) {
-      detail::winograd_weights(weight.data(), B, A, detail::reserve(wino_u_, 16 * A * B));
-      wino_u_current_ = true;
-      return winograd_pass(x.data(), N, A, B, g.h, g.w, wino_u_.data(), map_, bias.data(), e, y.data());
+      const conv2d* src = std::exchange(wino_.next, nullptr);  // prepared (prepare_winograd, share_winograd)
+      wino_.back = src;
+      if (!src) detail::winograd_weights(weight.data(), B, A, detail::reserve(wino_u_, 16 * A * B));
+      wino_u_current_ = src == nullptr || src == this;
+      const T* U = src ? src->wino_u_.data() : wino_u_.data();
+      return winograd_pass(x.data(), N, A, B, g.h, g.w, U, map_, bias.data(), e, y.data());
     }
     const std::size_t grid = shifted && !dense ? g.oh * Wp : L;  // GEMM columns
     const std::size_t n_pad = dense ? detail::pad_rows_size(A, g.h, g.w, 1) : shifted && !in_place ? A * Hp * Wp + k : 0;
@@ -492,10 +520,14 @@ private:
     detail::winograd_backward_weights(detail::winograd_shape(A, B, g.h, g.w, N), N, x.data(), map_, dy.data(), partial_,
                                       work_, dweight.data(), dbias.data());
     if (!need_dx) return;
-    if (!wino_u_current_) detail::winograd_weights(weight.data(), B, A, detail::reserve(wino_u_, 16 * A * B));
-    wino_u_current_ = true;
-    detail::winograd_flipped(wino_u_.data(), A, B, detail::reserve(wino_flip_, 16 * A * B));
-    winograd_pass(dy.data(), N, B, A, g.oh, g.ow, wino_flip_.data(), {}, nullptr, {}, dx.data());
+    const conv2d* src = std::exchange(wino_.back, nullptr);
+    if (!src) {
+      if (!wino_u_current_) detail::winograd_weights(weight.data(), B, A, detail::reserve(wino_u_, 16 * A * B));
+      wino_u_current_ = true;
+      detail::winograd_flipped(wino_u_.data(), A, B, detail::reserve(wino_flip_, 16 * A * B));
+    }
+    const T* Uf = src ? src->wino_flip_.data() : wino_flip_.data();
+    winograd_pass(dy.data(), N, B, A, g.oh, g.ow, Uf, {}, nullptr, {}, dx.data());
   }
 
   /// W~[c, (o*k + u)*k + v] = W[o, c, k-1-u, k-1-v]: the kernel of dx = conv(dy, W~).
@@ -594,6 +626,18 @@ private:
   std::vector<T> work_, partial_, wflip_;
   std::vector<T> wino_u_, wino_flip_;  // winograd.hpp's transformed kernel (of the last forward), and of dx's
   bool wino_u_current_ = false;         // wino_u_ is the transform of the weights the last forward used
+  /// The layer whose prepared transforms the next forward (next) and the last forward's backward
+  /// (back) read; a copy of the layer starts with neither (they point into another layer).
+  struct winograd_source {
+    const conv2d* next = nullptr;
+    const conv2d* back = nullptr;
+    winograd_source() = default;
+    winograd_source(const winograd_source&) noexcept {}
+    winograd_source& operator=(const winograd_source&) noexcept {
+      next = back = nullptr;
+      return *this;
+    }
+  } wino_;
   detail::bf16_conv_passes bf16_;  // forward_bf16, backward_bf16
   bool forward_was_bf16_ = false;     // backward follows it in bf16
   bool weights_frozen_ = false;       // freeze_weights

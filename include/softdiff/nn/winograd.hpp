@@ -84,38 +84,52 @@ struct winograd_shape {
 
 /// U [16, in, out] (position xi = 4 a + b major): U_xi[c][o] = (G w_oc G^T)[a][b] for
 /// w [out, in, 3, 3] (row-major); 16 output channels at a time, so that the arithmetic runs on
-/// vectors and U's rows are written contiguously.
+/// vectors and U's rows are written contiguously. The kernels of 16 output and 16 input
+/// channels are first transposed into [c, tap, o] (16 x 16 blocks, in registers where
+/// transpose_part can), so the taps are read as vectors rather than gathered one by one.
 template <class T>
 void winograd_weights(const T* w, std::size_t out, std::size_t in, T* U) {
   constexpr std::size_t B = 16;
   const T h = T(0.5);
-  const std::size_t plane = out * in;
-  for (std::size_t c = 0; c < in; ++c)
-    for (std::size_t o0 = 0; o0 < out; o0 += B) {
-      const std::size_t n = std::min(B, out - o0);
-      T g[9][B] = {}, t[4][3][B], u[16][B];
-      for (std::size_t o = 0; o < n; ++o)
-        for (std::size_t k = 0; k < 9; ++k) g[k][o] = w[((o0 + o) * in + c) * 9 + k];
-      for (std::size_t v = 0; v < 3; ++v) {  // G g: rows of the kernel combined
+  const std::size_t plane = out * in, row = in * 9;
+  for (std::size_t o0 = 0; o0 < out; o0 += B) {
+    const std::size_t n = std::min(B, out - o0);
+    for (std::size_t c0 = 0; c0 < in; c0 += B) {
+      const std::size_t nc = std::min(B, in - c0);
+      T wt[B * 9][B] = {};  // [c - c0, tap, o - o0]; lanes o >= n stay zero
+      for (std::size_t k0 = 0; k0 < nc * 9; k0 += B)
+        transpose_part(w + o0 * row + c0 * 9 + k0, row, wt[k0], B, n, std::min(B, nc * 9 - k0));
+      for (std::size_t c = c0; c < c0 + nc; ++c) {
+        const T(*g)[B] = wt + (c - c0) * 9;
+        T t[4][3][B], u[16][B];
+        for (std::size_t v = 0; v < 3; ++v) {  // G g: rows of the kernel combined
 #pragma omp simd
-        for (std::size_t o = 0; o < B; ++o) {
-          t[0][v][o] = g[v][o];
-          t[1][v][o] = h * (g[v][o] + g[3 + v][o] + g[6 + v][o]);
-          t[2][v][o] = h * (g[v][o] - g[3 + v][o] + g[6 + v][o]);
-          t[3][v][o] = g[6 + v][o];
+          for (std::size_t o = 0; o < B; ++o) {
+            t[0][v][o] = g[v][o];
+            t[1][v][o] = h * (g[v][o] + g[3 + v][o] + g[6 + v][o]);
+            t[2][v][o] = h * (g[v][o] - g[3 + v][o] + g[6 + v][o]);
+            t[3][v][o] = g[6 + v][o];
+          }
+        }
+        for (std::size_t a = 0; a < 4; ++a) {  // (G g) G^T: columns combined
+#pragma omp simd
+          for (std::size_t o = 0; o < B; ++o) {
+            u[4 * a][o] = t[a][0][o];
+            u[4 * a + 1][o] = h * (t[a][0][o] + t[a][1][o] + t[a][2][o]);
+            u[4 * a + 2][o] = h * (t[a][0][o] - t[a][1][o] + t[a][2][o]);
+            u[4 * a + 3][o] = t[a][2][o];
+          }
+        }
+        for (std::size_t xi = 0; xi < 16; ++xi) {
+          T* dst = U + xi * plane + c * out + o0;
+          if (n == B)  // a fixed count: vector moves, not a library call per position
+            std::copy_n(u[xi], B, dst);
+          else
+            std::copy_n(u[xi], n, dst);
         }
       }
-      for (std::size_t a = 0; a < 4; ++a) {  // (G g) G^T: columns combined
-#pragma omp simd
-        for (std::size_t o = 0; o < B; ++o) {
-          u[4 * a][o] = t[a][0][o];
-          u[4 * a + 1][o] = h * (t[a][0][o] + t[a][1][o] + t[a][2][o]);
-          u[4 * a + 2][o] = h * (t[a][0][o] - t[a][1][o] + t[a][2][o]);
-          u[4 * a + 3][o] = t[a][2][o];
-        }
-      }
-      for (std::size_t xi = 0; xi < 16; ++xi) std::copy(u[xi], u[xi] + n, U + xi * plane + c * out + o0);
     }
+  }
 }
 
 /// Uf [16, out, in] = the winograd_weights of the flipped kernel W~[c, o, u, v] = W[o, c, 2 - u,
