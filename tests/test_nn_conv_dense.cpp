@@ -16,6 +16,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <tuple>
 #include <vector>
 
 #include "softdiff/nn/conv2d.hpp"
@@ -142,6 +143,42 @@ void check_gemm_tn_equals_transposed(std::size_t M, std::size_t N, std::size_t K
 }
 
 }  // namespace
+
+TEST_CASE("conv2d::share_winograd reads the owner's prepared transforms once, with the same bits", "[nn][conv2d][winograd]") {
+  // the owner prepares; the reader's forward and backward read its transforms; a later forward
+  // without a new prepare computes its own from the reader's (changed) weights
+  conv_fixture<float> owner(16, 64, 3, nn::conv_algorithm::winograd), reader(16, 64, 3, nn::conv_algorithm::winograd),
+      alone(16, 64, 3, nn::conv_algorithm::winograd);
+  REQUIRE(reader.conv.runs_winograd());
+  const batch<float> x = random_tensor<float, 4>({3, 16, 14, 14}, 41, 1);
+  const batch<float> dy = random_tensor<float, 4>({3, 64, 14, 14}, 41, 2);
+  const auto run = [&](conv_fixture<float>& f) {
+    f.store.zero_grad();
+    const batch<float> y = f.conv.forward(x);
+    const batch<float> dx = f.conv.backward(dy);
+    return std::tuple{y, dx, std::vector<float>(f.store.gradients().begin(), f.store.gradients().end())};
+  };
+  owner.conv.prepare_winograd();
+  reader.conv.share_winograd(&owner.conv);
+  alone.conv.share_winograd(&reader.conv);  // not prepared: ignored
+  const auto want = run(alone);
+  REQUIRE(run(reader) == want);
+  REQUIRE(run(owner) == want);
+  // used once: the reader's weights change, and its next forward and backward follow them
+  for (float& w : reader.conv.weight) w *= 0.5f;
+  for (float& w : alone.conv.weight) w *= 0.5f;
+  const auto changed = run(alone);
+  REQUIRE(changed != want);
+  REQUIRE(run(reader) == changed);
+  // shared, the reader reads the owner's transforms (those of the owner's unchanged weights; refunet
+  // shares only between equal weights); a copy of it reads nothing of the owner's
+  owner.conv.prepare_winograd();
+  reader.conv.share_winograd(&owner.conv);
+  nn::conv2d<float> copy = reader.conv;
+  const bool copy_computes_its_own = batch<float>(copy.forward(x)) == std::get<0>(changed);
+  REQUIRE(copy_computes_its_own);
+  REQUIRE(run(reader) == want);
+}
 
 TEST_CASE("tiled_gemm_tn (A read transposed in place) gives tiled_gemm's bits on the transposed copy", "[nn][conv2d][winograd]") {
   // N = 64 and 32: the 6 x 4 and 12 x 2 tiles; 16, 5 and 80: the default tile with masked
