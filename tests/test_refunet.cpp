@@ -367,12 +367,18 @@ TEST_CASE("refunet::freeze: the same bits as thawed, parameters locked, a thaw d
   const std::size_t n = 6;
   const auto x = random_tensor<float, 4>({n, 1, 28, 28}, 8, 1);
   const auto t = times(n);
-  for (const bool bf16 : {false, true}) {
-    CAPTURE(bf16);
+  // float32; bf16 (its packing kept while frozen); Winograd on every 3 x 3 (its transform kept)
+  for (const int mode : {0, 1, 2}) {
+    const bool bf16 = mode == 1;
+    CAPTURE(mode);
     nn::refunet<float> net(c, 5), ref(c, 5);
     if (bf16) {  // the emulated tiles run anywhere; the packing kept while frozen is the same
       net.set_precision(nn::precision::bf16, nn::bf16_engine::emulated);
       ref.set_precision(nn::precision::bf16, nn::bf16_engine::emulated);
+    }
+    if (mode == 2) {
+      net.set_conv_algorithm(nn::conv_algorithm::winograd);
+      ref.set_conv_algorithm(nn::conv_algorithm::winograd);
     }
     batch<float> want, got;
     ref.predict(x, t, want);

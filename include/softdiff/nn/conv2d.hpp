@@ -129,7 +129,7 @@ struct conv2d {
   }
   /// Frozen weights (refunet::freeze): a forward's bf16 packing is kept for the next one, so
   /// weight must not change while frozen; freezing or thawing drops what was kept.
-  void freeze_weights(bool on) { weights_frozen_ = on, bf16_.forget_weights(), wino_ = {}; }
+  void freeze_weights(bool on) { weights_frozen_ = on, bf16_.forget_weights(), wino_ = {}, wino_kept_ = false; }
 
   /// Winograd's kernel transforms, once per training step for every replica of a network
   /// (refunet): prepare_winograd computes this layer's U and flipped U of the current weights for
@@ -308,7 +308,8 @@ private:
     if (resolved_algorithm() == conv_algorithm::winograd) {
       const conv2d* src = std::exchange(wino_.next, nullptr);  // prepared (prepare_winograd, share_winograd)
       wino_.back = src;
-      if (!src) detail::winograd_weights(weight.data(), B, A, detail::reserve(wino_u_, 16 * A * B));
+      if (!src && !wino_kept_) detail::winograd_weights(weight.data(), B, A, detail::reserve(wino_u_, 16 * A * B));
+      wino_kept_ = !src && weights_frozen_;  // frozen weights: the next forward reuses this U
       wino_u_current_ = src == nullptr || src == this;
       const T* U = src ? src->wino_u_.data() : wino_u_.data();
       return winograd_pass(x.data(), N, A, B, g.h, g.w, U, map_, bias.data(), e, y.data());
@@ -638,6 +639,7 @@ private:
       return *this;
     }
   } wino_;
+  bool wino_kept_ = false;  // frozen: wino_u_ holds the transform of the frozen weights
   detail::bf16_conv_passes bf16_;  // forward_bf16, backward_bf16
   bool forward_was_bf16_ = false;     // backward follows it in bf16
   bool weights_frozen_ = false;       // freeze_weights
