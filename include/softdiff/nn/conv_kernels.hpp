@@ -129,6 +129,48 @@ struct gemm_depth {
   std::size_t segments, length, a_step, groups = 1, group_step = 0;
 };
 
+/// One step of the depth of an MR x NV-vector register tile: acc[i][j] += a(i) B_k[j], B_k the
+/// NV vectors at bk (masked to n[j] lanes where Edge), a(i) broadcast. Forced inline: acc must
+/// stay in registers.
+template <class S, std::size_t MR, std::size_t NV, bool Edge, class T, class AValue>
+[[gnu::always_inline]] inline void tile_step(typename S::reg (&acc)[MR][NV], const T* bk, const std::size_t (&n)[NV],
+                                             AValue a) {
+  constexpr std::size_t W = S::width;
+  typename S::reg bv[NV];
+#pragma GCC unroll 4
+  for (std::size_t j = 0; j < NV; ++j) bv[j] = Edge ? S::load(bk + j * W, n[j]) : S::load(bk + j * W);
+#pragma GCC unroll 32
+  for (std::size_t i = 0; i < MR; ++i) {
+    const typename S::reg ai = S::set1(a(i));
+#pragma GCC unroll 4
+    for (std::size_t j = 0; j < NV; ++j) acc[i][j] = S::fma(ai, bv[j], acc[i][j]);
+  }
+}
+
+/// C's first `rows` rows = acc (Accumulate: C + acc), vectors masked to n[j] lanes where Edge.
+template <class S, std::size_t MR, std::size_t NV, bool Accumulate, bool Edge, class T>
+[[gnu::always_inline]] inline void tile_store(const typename S::reg (&acc)[MR][NV], T* c, std::size_t ldc,
+                                              std::size_t rows, const std::size_t (&n)[NV]) {
+  constexpr std::size_t W = S::width;
+#pragma GCC unroll 32
+  for (std::size_t i = 0; i < MR; ++i) {
+    if (i >= rows) break;
+    T* ci = c + i * ldc;
+#pragma GCC unroll 4
+    for (std::size_t j = 0; j < NV; ++j) {
+      typename S::reg v = acc[i][j];
+      if constexpr (Edge) {
+        if (n[j] == 0) continue;
+        if constexpr (Accumulate) v = S::add(v, S::load(ci + j * W, n[j]));
+        S::store(ci + j * W, v, n[j]);
+      } else {
+        if constexpr (Accumulate) v = S::add(v, S::load(ci + j * W));
+        S::store(ci + j * W, v);
+      }
+    }
+  }
+}
+
 /// One MR x NR tile (NR = NV vectors): C[i, j] (+)= sum_k A[i, k] B[k, j] (+ bias[i]) for i < rows,
 /// j < cols, the depth k as gemm_depth d describes. a[i] is row i of A (rows >= `rows` repeat a
 /// valid row; their results are dropped). b is column 0 of the strip, its row k at b + boff[k].
@@ -151,36 +193,10 @@ inline void micro_tile(const gemm_depth& d, const T* const* a, const T* b, const
 #pragma GCC unroll 32
     for (std::size_t i = 0; i < MR; ++i) as[i] = a[i] + a_off;
     const std::ptrdiff_t* bo = boff + sg * seg;
-    for (std::size_t k = 0; k < seg; ++k) {
-      typename S::reg bv[NV];
-      const T* bk = b + bo[k];
-#pragma GCC unroll 4
-      for (std::size_t j = 0; j < NV; ++j) bv[j] = Edge ? S::load(bk + j * W, n[j]) : S::load(bk + j * W);
-#pragma GCC unroll 32
-      for (std::size_t i = 0; i < MR; ++i) {
-        const typename S::reg ai = S::set1(as[i][k]);
-#pragma GCC unroll 4
-        for (std::size_t j = 0; j < NV; ++j) acc[i][j] = S::fma(ai, bv[j], acc[i][j]);
-      }
-    }
+    for (std::size_t k = 0; k < seg; ++k)
+      tile_step<S, MR, NV, Edge>(acc, b + bo[k], n, [&](std::size_t i) { return as[i][k]; });
   }
-#pragma GCC unroll 32
-  for (std::size_t i = 0; i < MR; ++i) {
-    if (i >= rows) break;
-    T* ci = c + i * ldc;
-#pragma GCC unroll 4
-    for (std::size_t j = 0; j < NV; ++j) {
-      typename S::reg v = acc[i][j];
-      if constexpr (Edge) {
-        if (n[j] == 0) continue;
-        if constexpr (Accumulate) v = S::add(v, S::load(ci + j * W, n[j]));
-        S::store(ci + j * W, v, n[j]);
-      } else {
-        if constexpr (Accumulate) v = S::add(v, S::load(ci + j * W));
-        S::store(ci + j * W, v);
-      }
-    }
-  }
+  tile_store<S, MR, NV, Accumulate, Edge>(acc, c, ldc, rows, n);
 }
 
 template <class T, std::size_t MR, std::size_t NV, bool Accumulate>
@@ -244,32 +260,9 @@ inline void micro_tile_tn(std::size_t K, const T* a, std::size_t lda, const T* b
   for (std::size_t i = 0; i < MR; ++i)
 #pragma GCC unroll 4
     for (std::size_t j = 0; j < NV; ++j) acc[i][j] = S::zero();
-  for (std::size_t k = 0; k < K; ++k, a += lda, b += ldb) {
-    typename S::reg bv[NV];
-#pragma GCC unroll 4
-    for (std::size_t j = 0; j < NV; ++j) bv[j] = Edge ? S::load(b + j * W, n[j]) : S::load(b + j * W);
-#pragma GCC unroll 32
-    for (std::size_t i = 0; i < MR; ++i) {
-      const typename S::reg av = S::set1(a[Edge ? ai[i] : i]);
-#pragma GCC unroll 4
-      for (std::size_t j = 0; j < NV; ++j) acc[i][j] = S::fma(av, bv[j], acc[i][j]);
-    }
-  }
-#pragma GCC unroll 32
-  for (std::size_t i = 0; i < MR; ++i) {
-    if (i >= rows) break;
-    T* ci = c + i * ldc;
-#pragma GCC unroll 4
-    for (std::size_t j = 0; j < NV; ++j) {
-      if (Edge && n[j] == 0) continue;
-      typename S::reg v = acc[i][j];
-      if constexpr (Accumulate) v = S::add(v, Edge ? S::load(ci + j * W, n[j]) : S::load(ci + j * W));
-      if constexpr (Edge)
-        S::store(ci + j * W, v, n[j]);
-      else
-        S::store(ci + j * W, v);
-    }
-  }
+  for (std::size_t k = 0; k < K; ++k, a += lda, b += ldb)
+    tile_step<S, MR, NV, Edge>(acc, b, n, [&](std::size_t i) { return a[Edge ? ai[i] : i]; });
+  tile_store<S, MR, NV, Accumulate, Edge>(acc, c, ldc, rows, n);
 }
 
 template <class T, std::size_t MR, std::size_t NV, bool Accumulate>
