@@ -199,19 +199,26 @@ inline void micro_tile(const gemm_depth& d, const T* const* a, const T* b, const
   tile_store<S, MR, NV, Accumulate, Edge>(acc, c, ldc, rows, n);
 }
 
+/// f(i0, j0, rows, cols) for every MR x NR tile of an M x N matrix (rows, cols: its valid
+/// extent), spread over OpenMP threads when `parallel`; work item w is strip w / tiles and row
+/// tile w % tiles, so the row tiles of a strip (which share its B values in L1) are neighbours.
+template <std::size_t MR, std::size_t NR, class F>
+void for_each_tile(std::size_t M, std::size_t N, bool parallel, F&& f) {
+  const std::size_t strips = (N + NR - 1) / NR, tiles = (M + MR - 1) / MR;
+  const auto count = static_cast<std::ptrdiff_t>(strips * tiles);
+#pragma omp parallel for schedule(static) if (parallel && count > 1)
+  for (std::ptrdiff_t w = 0; w < count; ++w) {
+    const std::size_t j0 = static_cast<std::size_t>(w) / tiles * NR, i0 = static_cast<std::size_t>(w) % tiles * MR;
+    f(i0, j0, std::min(MR, M - i0), std::min(NR, N - j0));
+  }
+}
+
 template <class T, std::size_t MR, std::size_t NV, bool Accumulate>
 void tiled_gemm_shape(std::size_t M, std::size_t N, const gemm_depth& K, const T* A, const std::ptrdiff_t* aoff,
                       const T* B, const std::ptrdiff_t* boff, T* C, std::size_t ldc, const T* bias, bool parallel) {
   using S = typename lanes_for<T>::type;
   constexpr std::size_t NR = NV * S::width;
-  const std::size_t strips = (N + NR - 1) / NR, tiles = (M + MR - 1) / MR;
-  const auto count = static_cast<std::ptrdiff_t>(strips * tiles);
-  // work item w: strip w / tiles, row tile w % tiles (the row tiles of a strip are neighbours)
-#pragma omp parallel for schedule(static) if (parallel && count > 1)
-  for (std::ptrdiff_t w = 0; w < count; ++w) {
-    const std::size_t s = static_cast<std::size_t>(w) / tiles, t = static_cast<std::size_t>(w) % tiles;
-    const std::size_t j0 = s * NR, i0 = t * MR;
-    const std::size_t cols = std::min(NR, N - j0), rows = std::min(MR, M - i0);
+  for_each_tile<MR, NR>(M, N, parallel, [&](std::size_t i0, std::size_t j0, std::size_t rows, std::size_t cols) {
     const T* a[MR];
     for (std::size_t i = 0; i < MR; ++i) a[i] = A + aoff[i0 + std::min(i, rows - 1)];
     const T* bi = bias ? bias + i0 : nullptr;
@@ -219,7 +226,7 @@ void tiled_gemm_shape(std::size_t M, std::size_t N, const gemm_depth& K, const T
       micro_tile<S, MR, NV, Accumulate, false>(K, a, B + j0, boff, C + i0 * ldc + j0, ldc, rows, cols, bi);
     else
       micro_tile<S, MR, NV, Accumulate, true>(K, a, B + j0, boff, C + i0 * ldc + j0, ldc, rows, cols, bi);
-  }
+  });
 }
 
 template <class T, bool Accumulate>
@@ -270,17 +277,12 @@ void tiled_gemm_tn_shape(std::size_t M, std::size_t N, std::size_t K, const T* A
                          std::size_t ldb, T* C, std::size_t ldc, bool parallel) {
   using S = typename lanes_for<T>::type;
   constexpr std::size_t NR = NV * S::width;
-  const std::size_t strips = (N + NR - 1) / NR, tiles = (M + MR - 1) / MR;
-  const auto count = static_cast<std::ptrdiff_t>(strips * tiles);
-#pragma omp parallel for schedule(static) if (parallel && count > 1)
-  for (std::ptrdiff_t w = 0; w < count; ++w) {
-    const std::size_t s = static_cast<std::size_t>(w) / tiles, t = static_cast<std::size_t>(w) % tiles;
-    const std::size_t j0 = s * NR, i0 = t * MR, cols = std::min(NR, N - j0), rows = std::min(MR, M - i0);
+  for_each_tile<MR, NR>(M, N, parallel, [&](std::size_t i0, std::size_t j0, std::size_t rows, std::size_t cols) {
     if (cols == NR && rows == MR)
       micro_tile_tn<S, MR, NV, Accumulate, false>(K, A + i0, lda, B + j0, ldb, C + i0 * ldc + j0, ldc, rows, cols);
     else
       micro_tile_tn<S, MR, NV, Accumulate, true>(K, A + i0, lda, B + j0, ldb, C + i0 * ldc + j0, ldc, rows, cols);
-  }
+  });
 }
 
 /// C [M, N] = A^T B, or C += A^T B when `accumulate`, for A [K, lda] and B [K, ldb] row-major
@@ -353,19 +355,7 @@ inline void micro_tile_taps3(std::size_t kc, const T* const* a, const T* b, cons
       }
     }
   }
-#pragma GCC unroll 16
-  for (std::size_t i = 0; i < MR; ++i) {
-    if (i >= rows) break;
-    T* ci = c + i * ldc;
-#pragma GCC unroll 4
-    for (std::size_t j = 0; j < NV; ++j) {
-      if constexpr (Edge) {
-        if (n[j] != 0) S::store(ci + j * W, acc[i][j], n[j]);
-      } else {
-        S::store(ci + j * W, acc[i][j]);
-      }
-    }
-  }
+  tile_store<S, MR, NV, false, Edge>(acc, c, ldc, rows, n);
 }
 
 /// One tile of tiled_gemm_taps3: rows [i0, i0 + MR) of C, columns [j0, j0 + NV * width).
@@ -399,19 +389,14 @@ void tiled_gemm_taps3_shape(std::size_t M, std::size_t N, std::size_t K, std::si
                             const T* bias, const T* addend, bool parallel) {
   using S = typename lanes_for<T>::type;
   constexpr std::size_t W = S::width, NR = NV * W;
-  const std::size_t strips = (N + NR - 1) / NR, tiles = (M + MR - 1) / MR;
-  const auto count = static_cast<std::ptrdiff_t>(strips * tiles);
-#pragma omp parallel for schedule(static) if (parallel && count > 1)
-  for (std::ptrdiff_t w = 0; w < count; ++w) {
-    const std::size_t s = static_cast<std::size_t>(w) / tiles, t = static_cast<std::size_t>(w) % tiles;
-    const std::size_t j0 = s * NR, i0 = t * MR, cols = std::min(NR, N - j0);
+  for_each_tile<MR, NR>(M, N, parallel, [&](std::size_t i0, std::size_t j0, std::size_t, std::size_t cols) {
     if (cols == NR)
       taps3_tile<S, MR, NV, false>(M, N, K, width, A, aoff, B, boff, C, ldc, bias, addend, i0, j0);
     else if (cols <= W)
       taps3_tile<S, MR, 1, true>(M, N, K, width, A, aoff, B, boff, C, ldc, bias, addend, i0, j0);
     else
       taps3_tile<S, MR, NV, true>(M, N, K, width, A, aoff, B, boff, C, ldc, bias, addend, i0, j0);
-  }
+  });
 }
 
 /// C [M, N] = A B (+ bias[i] on row i) (+ addend, C's shape and ldc, C itself allowed) for the
