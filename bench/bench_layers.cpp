@@ -56,7 +56,7 @@ void set_rate(benchmark::State& state, double flops_per_iter) {
 }
 
 constexpr auto kTiled = nn::conv_algorithm::tiled, kBlas = nn::conv_algorithm::im2col_blas,
-               kWinograd = nn::conv_algorithm::winograd;
+               kWinograd = nn::conv_algorithm::winograd, kWinograd4 = nn::conv_algorithm::winograd4;
 
 void BM_conv3x3_forward(benchmark::State& state, nn::conv_algorithm alg) {
   conv_setup s(3, 1, alg);
@@ -66,6 +66,7 @@ void BM_conv3x3_forward(benchmark::State& state, nn::conv_algorithm alg) {
 BENCHMARK_CAPTURE(BM_conv3x3_forward, tiled, kTiled)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK_CAPTURE(BM_conv3x3_forward, im2col_blas, kBlas)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK_CAPTURE(BM_conv3x3_forward, winograd, kWinograd)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(BM_conv3x3_forward, winograd4, kWinograd4)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 void BM_conv3x3_backward(benchmark::State& state, nn::conv_algorithm alg) {  // dW, dbias and dx
   conv_setup s(3, 1, alg);
@@ -108,6 +109,7 @@ void conv3x3_shapes(benchmark::internal::Benchmark* b) {
 }
 BENCHMARK_CAPTURE(BM_conv3x3_shape, tiled, kTiled)->Apply(conv3x3_shapes);
 BENCHMARK_CAPTURE(BM_conv3x3_shape, winograd, kWinograd)->Apply(conv3x3_shapes);
+BENCHMARK_CAPTURE(BM_conv3x3_shape, winograd4, kWinograd4)->Apply(conv3x3_shapes);
 
 void BM_conv3x3_stride2_forward_backward(benchmark::State& state, nn::conv_algorithm alg) {  // Downsample
   conv_setup s(3, 2, alg);

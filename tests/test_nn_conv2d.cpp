@@ -58,7 +58,7 @@ xt::xtensor<double, 4> reference_conv(const xt::xtensor<double, 4>& x, std::span
 }
 
 constexpr nn::conv_algorithm algorithms[] = {nn::conv_algorithm::tiled, nn::conv_algorithm::im2col_blas,
-                                             nn::conv_algorithm::winograd};
+                                             nn::conv_algorithm::winograd, nn::conv_algorithm::winograd4};
 
 struct cfg {
   std::size_t k, s, p, h, w;
@@ -140,7 +140,8 @@ TEST_CASE("conv2d backward passes finite differences for x, weight and bias", "[
 }
 
 TEST_CASE("conv2d accumulates parameter gradients and can skip dx", "[nn][conv2d]") {
-  const auto alg = GENERATE(nn::conv_algorithm::tiled, nn::conv_algorithm::im2col_blas, nn::conv_algorithm::winograd);
+  const auto alg = GENERATE(nn::conv_algorithm::tiled, nn::conv_algorithm::im2col_blas, nn::conv_algorithm::winograd,
+                            nn::conv_algorithm::winograd4);
   conv_fixture<double> f(2, 3, 3, 1, 1, 3, alg);
   const auto x = random_tensor<double, 4>({2, 2, 4, 4}, 1, 1);
   const auto g = random_tensor<double, 4>({2, 3, 4, 4}, 1, 2);
@@ -174,7 +175,8 @@ TEST_CASE("conv2d: an empty batch adds nothing to the gradients", "[nn][conv2d]"
 TEST_CASE("conv2d gives the same result per sample as for the batch (both threading plans)", "[nn][conv2d]") {
   // large enough to be spread over threads: samples over threads for the batch of 3,
   // each GEMM's tiles over threads for a batch of one
-  const auto alg = GENERATE(nn::conv_algorithm::tiled, nn::conv_algorithm::im2col_blas, nn::conv_algorithm::winograd);
+  const auto alg = GENERATE(nn::conv_algorithm::tiled, nn::conv_algorithm::im2col_blas, nn::conv_algorithm::winograd,
+                            nn::conv_algorithm::winograd4);
   const std::size_t stride = GENERATE(1, 2);
   CAPTURE(int(alg), stride);
   conv_fixture<float> f(16, 24, 3, stride, 1, 3, alg);

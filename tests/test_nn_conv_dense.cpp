@@ -70,40 +70,49 @@ TEST_CASE("conv2d tiled float matches float64 on the dense 3x3 and chunked dW pa
   }
 }
 
-TEST_CASE("conv2d Winograd F(2x2, 3x3) float matches float64 at every tiling", "[nn][conv2d][winograd]") {
+TEST_CASE("conv2d Winograd F(2x2, 3x3) and F(4x4, 3x3) float match float64 at every tiling", "[nn][conv2d][winograd]") {
   // (a, b, k, batch, h, w); the forward and dx run on winograd.hpp, dW on winograd_grad.hpp
   const conv_case cases[] = {
-      {3, 5, 3, 10, 7, 7},      // odd size: last tiles half outside; 16 tiles, chunks of 6 samples and a partial one
-      {8, 32, 3, 10, 9, 4},     // tile rows of 2 tiles
-      {16, 64, 3, 3, 14, 14},   // 49 tiles: chunks of 2 samples and a last one alone
-      {32, 32, 3, 2, 28, 28},   // 196 tiles: a sample per chunk, a one-vector GEMM tail
-      {12, 8, 3, 2, 30, 41},    // 21 tiles per row: two vectors per tile row, rows of 41 (two deinterleave steps)
-      {1, 16, 3, 3, 1, 20},     // a single image row: the tile's second row is outside
+      {3, 5, 3, 10, 7, 7},      // 7 = 2 * 3 + 1 = 4 + 3: last tiles partly outside; chunks of several samples and a partial one
+      {8, 32, 3, 10, 9, 4},     // tile rows of 2 tiles (F(2x2)) and of one (F(4x4))
+      {16, 64, 3, 3, 14, 14},   // 49 tiles: chunks of 2 samples and a last one alone (F(2x2)); 14 = 3 * 4 + 2
+      {32, 32, 3, 2, 28, 28},   // 196 (49) tiles: a sample per chunk (two), a one-vector GEMM tail
+      {12, 8, 3, 2, 30, 41},    // 21 (11) tiles per row: rows of 41 (two deinterleave steps)
+      {1, 16, 3, 3, 1, 20},     // a single image row: the tile's other rows are outside
+      {24, 48, 3, 4, 6, 5},     // 6 = 4 + 2, 5 = 4 + 1: F(4x4)'s edge tiles, three vectors of output channels
   };
-  for (const conv_case& c : cases) {
-    CAPTURE(c.a, c.b, c.k, c.n, c.h, c.w);
-    conv_fixture<double> d(c.a, c.b, c.k, nn::conv_algorithm::im2col_blas);
-    conv_fixture<float> f(c.a, c.b, c.k, nn::conv_algorithm::winograd);
-    REQUIRE(f.conv.resolved_algorithm() == nn::conv_algorithm::winograd);
-    const batch<double> x = random_tensor<double, 4>({c.n, c.a, c.h, c.w}, 37, 1);
-    softdiff::testing::check_float_matches_double(d, f, x, 37, 2, {1e-4, 1e-4, 2e-3});
+  for (const auto alg : {nn::conv_algorithm::winograd, nn::conv_algorithm::winograd4}) {
+    for (const conv_case& c : cases) {
+      CAPTURE(alg, c.a, c.b, c.k, c.n, c.h, c.w);
+      conv_fixture<double> d(c.a, c.b, c.k, nn::conv_algorithm::im2col_blas);
+      conv_fixture<float> f(c.a, c.b, c.k, alg);
+      REQUIRE(f.conv.resolved_algorithm() == alg);
+      const batch<double> x = random_tensor<double, 4>({c.n, c.a, c.h, c.w}, 37, 1);
+      softdiff::testing::check_float_matches_double(d, f, x, 37, 2, {1e-4, 1e-4, 2e-3});
+    }
   }
-  // automatic: Winograd for float at 64 channels and more where AVX-512 runs it, tiled otherwise
+  // automatic, for float where AVX-512 runs it: F(4x4) at 32 to 63 channels, F(2x2) from 64;
+  // tiled otherwise
 #if defined(__AVX512F__)
-  constexpr auto wide = nn::conv_algorithm::winograd;
+  constexpr auto wide = nn::conv_algorithm::winograd, mid = nn::conv_algorithm::winograd4;
 #else
-  constexpr auto wide = nn::conv_algorithm::tiled;
+  constexpr auto wide = nn::conv_algorithm::tiled, mid = nn::conv_algorithm::tiled;
 #endif
   REQUIRE(nn::conv2d<float>(64, 64, 3).resolved_algorithm() == wide);
   REQUIRE(nn::conv2d<float>(128, 64, 3).resolved_algorithm() == wide);
-  REQUIRE(nn::conv2d<float>(32, 64, 3).resolved_algorithm() == nn::conv_algorithm::tiled);
+  REQUIRE(nn::conv2d<float>(32, 64, 3).resolved_algorithm() == mid);
+  REQUIRE(nn::conv2d<float>(96, 32, 3).resolved_algorithm() == mid);
+  REQUIRE(nn::conv2d<float>(16, 64, 3).resolved_algorithm() == nn::conv_algorithm::tiled);
+  REQUIRE(nn::conv2d<float>(32, 16, 3).resolved_algorithm() == nn::conv_algorithm::tiled);
   REQUIRE(nn::conv2d<double>(64, 64, 3).resolved_algorithm() == nn::conv_algorithm::im2col_blas);
-  // where F(2x2, 3x3) does not apply (stride 2, 1x1) the layer runs the tiled algorithm
+  // where Winograd does not apply (stride 2, 1x1) the layer runs the tiled algorithm
   REQUIRE(nn::conv2d<float>(4, 4, 3, 2).resolved_algorithm() == nn::conv_algorithm::tiled);
   REQUIRE(nn::conv2d<float>(64, 64, 3, 2).resolved_algorithm() == nn::conv_algorithm::tiled);
-  nn::conv2d<float> one(4, 4, 1);
-  one.algorithm = nn::conv_algorithm::winograd;
-  REQUIRE(one.resolved_algorithm() == nn::conv_algorithm::tiled);
+  for (const auto alg : {nn::conv_algorithm::winograd, nn::conv_algorithm::winograd4}) {
+    nn::conv2d<float> one(4, 4, 1);
+    one.algorithm = alg;
+    REQUIRE(one.resolved_algorithm() == nn::conv_algorithm::tiled);
+  }
 }
 
 namespace {
@@ -147,8 +156,9 @@ void check_gemm_tn_equals_transposed(std::size_t M, std::size_t N, std::size_t K
 TEST_CASE("conv2d::share_winograd reads the owner's prepared transforms once, with the same bits", "[nn][conv2d][winograd]") {
   // the owner prepares; the reader's forward and backward read its transforms; a later forward
   // without a new prepare computes its own from the reader's (changed) weights
-  conv_fixture<float> owner(16, 64, 3, nn::conv_algorithm::winograd), reader(16, 64, 3, nn::conv_algorithm::winograd),
-      alone(16, 64, 3, nn::conv_algorithm::winograd);
+  const auto alg = GENERATE(nn::conv_algorithm::winograd, nn::conv_algorithm::winograd4);
+  CAPTURE(int(alg));
+  conv_fixture<float> owner(16, 64, 3, alg), reader(16, 64, 3, alg), alone(16, 64, 3, alg);
   REQUIRE(reader.conv.runs_winograd());
   const batch<float> x = random_tensor<float, 4>({3, 16, 14, 14}, 41, 1);
   const batch<float> dy = random_tensor<float, 4>({3, 64, 14, 14}, 41, 2);
@@ -306,6 +316,7 @@ TEST_CASE("conv2d::forward(x, silu_map(x)) equals the convolution of forward_sil
       {8, 8, 4, 2, 4, 9, 9, nn::conv_algorithm::tiled},            // stride 2: m(x) stored, then im2col
       {8, 16, 4, 1, 4, 7, 7, nn::conv_algorithm::im2col_blas},     // m(x) stored, then BLAS
       {8, 16, 4, 1, 7, 7, 7, nn::conv_algorithm::winograd},        // the map applied while padding for Winograd
+      {8, 16, 4, 1, 3, 9, 10, nn::conv_algorithm::winograd4},      // and for F(4x4): edge tiles both ways
   };
   for (const fused_case& c : cases) {
     CAPTURE(c.a, c.b, c.groups, c.stride, c.n, c.h, c.w, int(c.alg));
@@ -339,7 +350,8 @@ TEST_CASE("conv2d::forward(x, silu_map(x)) equals the convolution of forward_sil
 }
 
 TEST_CASE("conv2d::forward(x, silu_map(x)) passes the float64 gradient check", "[nn][conv2d][group_norm]") {
-  for (const auto alg : {nn::conv_algorithm::tiled, nn::conv_algorithm::im2col_blas, nn::conv_algorithm::winograd}) {
+  for (const auto alg : {nn::conv_algorithm::tiled, nn::conv_algorithm::im2col_blas, nn::conv_algorithm::winograd,
+                         nn::conv_algorithm::winograd4}) {
     CAPTURE(int(alg));
     norm_silu_conv<double> layer(4, 6, 2, 1, alg);
     batch<double> x = random_tensor<double, 4>({2, 4, 5, 6}, 47, 1, 1.2, 0.3);
@@ -365,6 +377,7 @@ TEST_CASE("conv2d::forward(x, map, addends) adds a per-sample bias and a residua
       {8, 16, 1, 2, 7, 7, nn::conv_algorithm::im2col_blas}, // BLAS: added afterwards
       {8, 16, 1, 3, 28, 28, nn::conv_algorithm::winograd},  // Winograd: added in the output transform
       {4, 24, 1, 7, 5, 7, nn::conv_algorithm::winograd},    // odd sizes, two chunks of samples
+      {8, 32, 1, 5, 6, 9, nn::conv_algorithm::winograd4},   // F(4x4): edge tiles, added in the output transform
   };
   for (const addend_case& c : cases) {
     CAPTURE(c.a, c.b, c.stride, c.n, c.h, c.w, int(c.alg));

@@ -87,7 +87,8 @@ std::vector<double> conv_gradients(std::size_t N, std::size_t k, std::size_t str
 }  // namespace
 
 TEST_CASE("conv2d: gradients are bitwise the same for 1, 2 and 3 threads", "[nn][threads][conv2d]") {
-  for (auto alg : {nn::conv_algorithm::tiled, nn::conv_algorithm::im2col_blas, nn::conv_algorithm::winograd})
+  for (auto alg : {nn::conv_algorithm::tiled, nn::conv_algorithm::im2col_blas, nn::conv_algorithm::winograd,
+                   nn::conv_algorithm::winograd4})
     for (std::size_t k : {1, 3})
       for (std::size_t stride : {1, 2})
         for (std::size_t N : {1, 3, 8, 17, 40}) {  // segments: 1, 1, 2, 4, 8
@@ -99,6 +100,7 @@ TEST_CASE("conv2d: gradients are bitwise the same for 1, 2 and 3 threads", "[nn]
     check_thread_independent([&] { return conv_gradients<double>(N, 3, 1, nn::conv_algorithm::im2col_blas); });
     check_thread_independent([&] { return conv_gradients<double>(N, 3, 1, nn::conv_algorithm::tiled); });
     check_thread_independent([&] { return conv_gradients<double>(N, 3, 1, nn::conv_algorithm::winograd); });
+    check_thread_independent([&] { return conv_gradients<double>(N, 3, 1, nn::conv_algorithm::winograd4); });
   }
 }
 

@@ -75,6 +75,7 @@
 #include "softdiff/nn/upsample.hpp"
 #include "softdiff/nn/winograd.hpp"
 #include "softdiff/nn/winograd_grad.hpp"
+#include "softdiff/nn/winograd_tiles.hpp"
 #include "softdiff/op/compose.hpp"
 #include "softdiff/op/dct_blur.hpp"
 #include "softdiff/op/fft_conv.hpp"

@@ -17,9 +17,11 @@
 //      dx_n = conv(g, W~, padding k-1-p),  W~[c,o,u,v] = W[o,c,k-1-u,k-1-v],
 //    computed like the forward. Stride 2 builds cols (im2col) and uses col2im for dx.
 //  - im2col_blas (double and other ISAs by default): im2col and BLAS (backend::cpu::gemm).
-//  - winograd (3 x 3, stride 1, padding 1; by default for float with AVX-512 at 64 channels or
-//    more, winograd_preferred): Winograd's F(2 x 2, 3 x 3), 2.25x fewer multiply-adds: forward
-//    and dx (winograd.hpp), dW in the transform domain (winograd_grad.hpp). Other shapes: tiled.
+//  - winograd4 and winograd (3 x 3, stride 1, padding 1; by default for float with AVX-512,
+//    winograd4 at 32 to 63 channels and winograd from 64, winograd_preferred): Winograd's
+//    F(4 x 4, 3 x 3), 4x fewer multiply-adds, and F(2 x 2, 3 x 3), 2.25x fewer
+//    (winograd_tiles.hpp): forward and dx (winograd.hpp), dW in the transform domain
+//    (winograd_grad.hpp). Other shapes: tiled.
 // forward(x, m) convolves m(x) for a per-channel map m = SiLU(a x + b) (GroupNorm + SiLU,
 // channel_affine.hpp): the dense 3 x 3 path applies m while it pads x (forward, and the dW pass
 // of backward), so the activations m(x) are never written out.
@@ -60,12 +62,19 @@ struct conv_addends {
 };
 
 enum class conv_algorithm {
-  automatic,    // winograd where winograd_preferred, else tiled where the scalar type runs on SIMD
-                // registers, else im2col_blas
+  automatic,    // winograd4 or winograd where winograd_preferred (winograd4_preferred), else tiled
+                // where the scalar type runs on SIMD registers, else im2col_blas
   tiled,        // conv_kernels.hpp (any scalar type; scalar code without SIMD)
   im2col_blas,  // im2col + BLAS GEMM
-  winograd,     // winograd.hpp for 3 x 3, stride 1, padding 1 (forward and backward); tiled otherwise
+  winograd,     // winograd.hpp's F(2 x 2, 3 x 3) for 3 x 3, stride 1, padding 1 (forward and
+                // backward); tiled otherwise
+  winograd4,    // the same with F(4 x 4, 3 x 3)
 };
+
+/// Whether a runs winograd.hpp (either tiling).
+[[nodiscard]] constexpr bool is_winograd(conv_algorithm a) {
+  return a == conv_algorithm::winograd || a == conv_algorithm::winograd4;
+}
 
 template <class T = float>
 struct conv2d {
@@ -141,9 +150,10 @@ struct conv2d {
   void prepare_winograd() {
     wino_ = {};
     if (!runs_winograd()) return;
-    const std::size_t A = in_channels, B = out_channels;
-    detail::winograd_weights(weight.data(), B, A, detail::reserve(wino_u_, 16 * A * B));
-    detail::winograd_flipped(wino_u_.data(), A, B, detail::reserve(wino_flip_, 16 * A * B));
+    with_winograd_tile([&]<class F>(F) {
+      transform_weights<F>();
+      transform_flipped<F>();
+    });
     wino_.next = this;
   }
   void share_winograd(const conv2d* owner) {
@@ -152,7 +162,7 @@ struct conv2d {
   }
   /// Whether a forward of this layer runs winograd.hpp (float32 arithmetic, Winograd resolved).
   [[nodiscard]] bool runs_winograd() const {
-    return resolved_algorithm() == conv_algorithm::winograd && !runs_bf16();
+    return is_winograd(resolved_algorithm()) && !runs_bf16();
   }
 
   /// Whether a forward of this layer runs in bf16 tiles.
@@ -161,15 +171,16 @@ struct conv2d {
            (dense_taps3() || pointwise()) && detail::bf16_conv_applies(in_channels, out_channels, kernel);
   }
 
-  /// The algorithm this layer runs: `automatic` resolved for this scalar type, and winograd
-  /// where it does not apply (not 3 x 3, stride 1, padding 1) resolved to tiled.
+  /// The algorithm this layer runs: `automatic` resolved for this scalar type, and winograd or
+  /// winograd4 where they do not apply (not 3 x 3, stride 1, padding 1) resolved to tiled.
   [[nodiscard]] conv_algorithm resolved_algorithm() const {
     conv_algorithm a = algorithm;
     if (a == conv_algorithm::automatic) {
       a = detail::simd_kernel<T> ? conv_algorithm::tiled : conv_algorithm::im2col_blas;
-      if (dense_taps3() && detail::winograd_preferred<T>(in_channels, out_channels)) a = conv_algorithm::winograd;
+      if (dense_taps3() && detail::winograd_preferred<T>(in_channels, out_channels))
+        a = detail::winograd4_preferred(in_channels, out_channels) ? conv_algorithm::winograd4 : conv_algorithm::winograd;
     }
-    return a == conv_algorithm::winograd && !dense_taps3() ? conv_algorithm::tiled : a;
+    return is_winograd(a) && !dense_taps3() ? conv_algorithm::tiled : a;
   }
 
   const batch<T>& forward(const batch<T>& x) {
@@ -305,10 +316,10 @@ private:
     if constexpr (std::is_same_v<T, float>) {
       if (forward_was_bf16_) return forward_bf16(x, g, e);
     }
-    if (resolved_algorithm() == conv_algorithm::winograd) {
+    if (is_winograd(resolved_algorithm())) {
       const conv2d* src = std::exchange(wino_.next, nullptr);  // prepared (prepare_winograd, share_winograd)
       wino_.back = src;
-      if (!src && !wino_kept_) detail::winograd_weights(weight.data(), B, A, detail::reserve(wino_u_, 16 * A * B));
+      if (!src && !wino_kept_) with_winograd_tile([&]<class F>(F) { transform_weights<F>(); });
       wino_kept_ = !src && weights_frozen_;  // frozen weights: the next forward reuses this U
       wino_u_current_ = src == nullptr || src == this;
       const T* U = src ? src->wino_u_.data() : wino_u_.data();
@@ -370,8 +381,33 @@ private:
   /// the transformed weights U, plus bias (may be null) and the addends e.
   void winograd_pass(const T* in, std::size_t N, std::size_t A, std::size_t B, std::size_t h, std::size_t w,
                      const T* U, const channel_affine<T>& m, const T* b, const conv_addends<T>& e, T* out) {
-    detail::winograd_conv(detail::winograd_shape(A, B, h, w, N), N, in, U, m, b, e.sample_bias,
-                          e.residual ? e.residual->data() : nullptr, out, work_, off_a_, off_b_);
+    with_winograd_tile([&]<class F>(F) {
+      detail::winograd_conv(detail::winograd_shape<F>(A, B, h, w, N), N, in, U, m, b, e.sample_bias,
+                            e.residual ? e.residual->data() : nullptr, out, work_, off_a_, off_b_);
+    });
+  }
+
+  /// fn(F{}) for this layer's Winograd tiling F (winograd_tiles.hpp): F(4 x 4) for winograd4,
+  /// else F(2 x 2).
+  template <class Fn>
+  void with_winograd_tile(Fn&& fn) const {
+    if (resolved_algorithm() == conv_algorithm::winograd4)
+      fn(detail::winograd_f4{});
+    else
+      fn(detail::winograd_f2{});
+  }
+  /// wino_u_ = the tiling F's transform of the weights; wino_flip_ = that of the flipped kernel
+  /// (dx's), from wino_u_ where F allows.
+  template <class F>
+  void transform_weights() {
+    const std::size_t A = in_channels, B = out_channels;
+    detail::winograd_weights<F>(weight.data(), B, A, detail::reserve(wino_u_, F::planes * A * B));
+  }
+  template <class F>
+  void transform_flipped() {
+    const std::size_t A = in_channels, B = out_channels;
+    detail::winograd_flipped<F>(weight.data(), wino_u_.data(), A, B, detail::reserve(wino_flip_, F::planes * A * B),
+                                wflip_);
   }
 
   /// The dense 3 x 3 or 1 x 1 forward in bf16 tiles (conv_bf16_passes.hpp), samples over threads.
@@ -410,7 +446,7 @@ private:
     if constexpr (std::is_same_v<T, float>) {
       if (forward_was_bf16_) return backward_bf16(x, dy, g, need_dx);
     }
-    if (resolved_algorithm() == conv_algorithm::winograd) return backward_winograd(x, dy, g, need_dx);
+    if (is_winograd(resolved_algorithm())) return backward_winograd(x, dy, g, need_dx);
     const std::size_t N = x.shape()[0], A = in_channels, B = out_channels, K = g.rows(), L = g.cols();
     const std::size_t k = kernel, HW = g.h * g.w, Hp = g.h + 2 * padding, Wp = g.w + 2 * padding;
     const bool shifted = stride == 1, in_place = shifted && k == 1 && padding == 0;
@@ -518,14 +554,18 @@ private:
   /// dW and dbias in the transform domain (winograd_grad.hpp), dx = conv(dy, W~) by winograd_pass.
   void backward_winograd(const batch<T>& x, const batch<T>& dy, const detail::conv_geometry& g, bool need_dx) {
     const std::size_t N = x.shape()[0], A = in_channels, B = out_channels;
-    detail::winograd_backward_weights(detail::winograd_shape(A, B, g.h, g.w, N), N, x.data(), map_, dy.data(), partial_,
-                                      work_, dweight.data(), dbias.data());
+    with_winograd_tile([&]<class F>(F) {
+      detail::winograd_backward_weights(detail::winograd_shape<F>(A, B, g.h, g.w, N), N, x.data(), map_, dy.data(),
+                                        partial_, work_, dweight.data(), dbias.data());
+    });
     if (!need_dx) return;
     const conv2d* src = std::exchange(wino_.back, nullptr);
     if (!src) {
-      if (!wino_u_current_) detail::winograd_weights(weight.data(), B, A, detail::reserve(wino_u_, 16 * A * B));
+      with_winograd_tile([&]<class F>(F) {
+        if (!wino_u_current_) transform_weights<F>();
+        transform_flipped<F>();
+      });
       wino_u_current_ = true;
-      detail::winograd_flipped(wino_u_.data(), A, B, detail::reserve(wino_flip_, 16 * A * B));
     }
     const T* Uf = src ? src->wino_flip_.data() : wino_flip_.data();
     winograd_pass(dy.data(), N, B, A, g.oh, g.ow, Uf, {}, nullptr, {}, dx.data());
@@ -624,7 +664,7 @@ private:
   const batch<T>* x_ = nullptr;
   channel_affine<T> map_;  // applied to *x_ (dense 3 x 3 path only; else empty)
   batch<T> mapped_;        // m(x) of forward(x, m) on the other paths
-  std::vector<T> work_, partial_, wflip_;
+  std::vector<T> work_, partial_, wflip_;  // wflip_: the flipped kernel (tiled dx; F(4 x 4)'s transform of it)
   std::vector<T> wino_u_, wino_flip_;  // winograd.hpp's transformed kernel (of the last forward), and of dx's
   bool wino_u_current_ = false;         // wino_u_ is the transform of the weights the last forward used
   /// The layer whose prepared transforms the next forward (next) and the last forward's backward

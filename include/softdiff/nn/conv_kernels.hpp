@@ -55,6 +55,7 @@ struct scalar_lanes {
   static reg fma(reg a, reg b, reg c) { return a * b + c; }
   static reg add(reg a, reg b) { return a + b; }
   static reg sub(reg a, reg b) { return a - b; }
+  static reg mul(reg a, reg b) { return a * b; }
   using lane_mask = bool;
   static lane_mask mask_bits(unsigned bits) { return (bits & 1u) != 0; }
   static reg load(const T* p, lane_mask m) { return m ? *p : T(0); }
@@ -76,6 +77,7 @@ struct float_lanes {
   static reg fma(reg a, reg b, reg c) { return _mm512_fmadd_ps(a, b, c); }
   static reg add(reg a, reg b) { return _mm512_add_ps(a, b); }
   static reg sub(reg a, reg b) { return _mm512_sub_ps(a, b); }
+  static reg mul(reg a, reg b) { return _mm512_mul_ps(a, b); }
   static __mmask16 mask(std::size_t n) { return static_cast<__mmask16>((1u << n) - 1u); }
   using lane_mask = __mmask16;
   static lane_mask mask_bits(unsigned bits) { return static_cast<__mmask16>(bits); }
@@ -95,6 +97,7 @@ struct float_lanes {
   static reg fma(reg a, reg b, reg c) { return _mm256_fmadd_ps(a, b, c); }
   static reg add(reg a, reg b) { return _mm256_add_ps(a, b); }
   static reg sub(reg a, reg b) { return _mm256_sub_ps(a, b); }
+  static reg mul(reg a, reg b) { return _mm256_mul_ps(a, b); }
   static __m256i mask(std::size_t n) {
     return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
   }

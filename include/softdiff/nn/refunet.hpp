@@ -422,7 +422,7 @@ public:
   [[nodiscard]] bool micro_batches_pay() {
     bool winograd = false;
     r_[0]->for_each_conv([&](conv2d<T>& c) {
-      winograd = winograd || (!c.runs_bf16() && c.resolved_algorithm() == conv_algorithm::winograd);
+      winograd = winograd || c.runs_winograd();
     });
     return !winograd;
   }

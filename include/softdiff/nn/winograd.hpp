@@ -1,22 +1,21 @@
 #pragma once
-// Winograd's minimal filtering F(2 x 2, 3 x 3) (Lavin and Gray, "Fast Algorithms for
-// Convolutional Neural Networks", 2016) for the dense 3 x 3 convolution with stride 1 and
-// padding 1 (conv2d.hpp, conv_algorithm::winograd). Each 2 x 2 tile of the output is
+// Winograd's minimal filtering (Lavin and Gray, "Fast Algorithms for Convolutional Neural
+// Networks", 2016) for the dense 3 x 3 convolution with stride 1 and padding 1 (conv2d.hpp,
+// conv_algorithm::winograd and winograd4), written once over the tiling F (winograd_tiles.hpp:
+// F(2 x 2, 3 x 3) or F(4 x 4, 3 x 3)). Each m x m tile of the output is
 //   Y = A^T [ sum_c (G w_oc G^T) (.) (B^T d_c B) ] A,
-// d_c the 4 x 4 patch of input channel c that starts one row above and one column left of the
-// tile (zero outside the image), w_oc the 3 x 3 kernel, (.) the element-wise product and
-//   B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1],  G = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1],
-//   A^T = [1 1 1 0; 0 1 -1 -1].
-// The sum over c at each of the 16 positions xi of the 4 x 4 transform domain is a GEMM over
-// the tiles of one or several samples,
+// d_c the a x a patch (a = m + 2) of input channel c that starts one row above and one column
+// left of the tile (zero outside the image), w_oc the 3 x 3 kernel, (.) the element-wise
+// product. The sum over c at each of the a^2 positions xi of the transform domain is a GEMM
+// over the tiles of one or several samples,
 //   M_xi [tiles, out] = V_xi [tiles, in] U_xi [in, out],  V = B^T d B,  U = (G w G^T)^T,
-// on the register-tiled kernel of conv_kernels.hpp: 16 multiply-adds per tile and channel pair
-// against the direct form's 36, 2.25x fewer. The transforms are additions only, except G's
-// halves, which are exact in binary; the result differs from the direct sum by float rounding
-// alone (tested against float64 in tests/test_nn_conv_dense.cpp).
-// Layout: the transforms work channels-last (a tile's 16 values of a vector of channels), so
-// every vector is full whatever the image size (7 x 7 has 4 tiles per row); the sample is
-// transposed to [pixels, channels] on the way in and back on the way out.
+// on the register-tiled kernel of conv_kernels.hpp: a^2 multiply-adds per m^2 outputs and
+// channel pair against the direct form's 9 m^2 (2.25x fewer at m = 2, 4x at m = 4). The result
+// differs from the direct sum by float rounding alone (tested against float64 in
+// tests/test_nn_conv_dense.cpp).
+// Layout: the transforms work channels-last (a tile's a^2 values of a vector of channels), so
+// every vector is full whatever the image size (7 x 7 has 4 tiles per row at m = 2); the sample
+// is transposed to [pixels, channels] on the way in and back on the way out.
 // The input gradient of the convolution is itself such a convolution of dy with the flipped
 // kernel (conv2d.hpp), so the same forward serves it.
 // A column of output depends only on its own tile, so the result is the same for any chunking
@@ -30,30 +29,40 @@
 #include "softdiff/nn/conv_kernels.hpp"
 #include "softdiff/nn/conv_lowering.hpp"
 #include "softdiff/nn/layer_support.hpp"
+#include "softdiff/nn/winograd_tiles.hpp"
 
 namespace softdiff::nn::detail {
 
 /// Whether conv_algorithm::automatic picks Winograd for a dense 3 x 3 layer: float with AVX-512
-/// and at least 64 input and output channels, where bench_layers (BM_conv3x3_shape) measured it
-/// faster than the direct tiled kernel, forward and backward (docs/performance.md); at 32
-/// channels the transforms cost as much as the multiplies they save, and without AVX-512 the
-/// channel transposes run element by element.
+/// and at least 32 input and output channels, where bench_layers (BM_conv3x3_shape) measured it
+/// faster than the direct tiled kernel, forward and backward (docs/performance.md); at 16 output
+/// channels the GEMMs are one vector wide and the transforms cost more than the multiplies they
+/// save, and without AVX-512 the channel transposes run element by element.
 template <class T>
 [[nodiscard]] constexpr bool winograd_preferred(std::size_t in, std::size_t out) {
 #if defined(__AVX512F__)
-  return std::is_same_v<T, float> && std::min(in, out) >= 64;
+  return std::is_same_v<T, float> && std::min(in, out) >= 32;
 #else
   (void)in, (void)out;
   return false;
 #endif
 }
 
-/// The tiling of an H x W image (odd sizes get a last tile half outside the image) and of the
-/// GEMM rows: `chunk` samples' tiles one after another.
+/// The tiling automatic picks where winograd_preferred: F(4 x 4, 3 x 3) below 64 channels (the
+/// smaller of in and out), F(2 x 2, 3 x 3) from 64. Per layer at RefUNet's shapes, 16 samples on
+/// one thread (a replica's share): at 32 channels and 28 x 28 F(4 x 4) took 0.65x the direct
+/// kernel's time forward and backward; at 64 channels (14 x 14 and 7 x 7) its forward was
+/// 10-20% faster than F(2 x 2)'s but its weight gradient (36 transform-domain products of
+/// in x out to accumulate per chunk of samples, against 16) slower, and the default network's
+/// training step was no faster with it there (docs/performance.md, session 20).
+[[nodiscard]] constexpr bool winograd4_preferred(std::size_t in, std::size_t out) { return std::min(in, out) < 64; }
+
+template <class F>
 struct winograd_shape {
+  static constexpr std::size_t m = F::m, planes = F::planes;
   std::size_t in = 0, out = 0, h = 0, w = 0;
   std::size_t th = 0, tw = 0, tiles = 0;  // tile rows, tile columns, th * tw
-  std::size_t hq = 0, wq = 0;             // the padded input: 2 th + 2 rows of 2 tw + 2 pixels
+  std::size_t hq = 0, wq = 0;             // the padded input: m th + 2 rows of m tw + 2 pixels
   std::size_t chunk = 1, cols = 0;        // samples per GEMM and their tiles, chunk * tiles
 
   /// GEMM rows aimed at per chunk: a small image's tiles (16 at 7 x 7) are few rows to reuse
@@ -62,35 +71,34 @@ struct winograd_shape {
 
   winograd_shape() = default;
   winograd_shape(std::size_t in_, std::size_t out_, std::size_t h_, std::size_t w_, std::size_t samples)
-      : in(in_), out(out_), h(h_), w(w_), th((h_ + 1) / 2), tw((w_ + 1) / 2), tiles(th * tw), hq(2 * th + 2),
-        wq(2 * tw + 2) {
+      : in(in_), out(out_), h(h_), w(w_), th((h_ + m - 1) / m), tw((w_ + m - 1) / m), tiles(th * tw), hq(m * th + 2),
+        wq(m * tw + 2) {
     chunk = std::clamp<std::size_t>((target_cols + tiles - 1) / tiles, 1, std::max<std::size_t>(samples, 1));
     cols = chunk * tiles;
   }
-  /// Scalars of one chunk's workspace: V and M (16 positions each), one sample's padded input,
+  /// Scalars of one chunk's workspace: V and M (`planes` positions each), one sample's padded input,
   /// a plane of scratch (the mapped input; the output before its transpose) and a bias.
   [[nodiscard]] std::size_t padded_size() const { return hq * wq * in; }
   [[nodiscard]] std::size_t plane_size() const { return h * w * std::max(in, out); }
   /// Scalars from one transform-domain position of V (M) to the next: a multiple of 4 KiB
-  /// apart, the 16 positions a tile's transform writes (reads) would share a set of L1's
+  /// apart, the positions a tile's transform writes (reads) would share a set of L1's
   /// (4 KiB aliasing; 96 tiles of 64 channels are exactly 24 KiB), so each is skewed by a line.
   static constexpr std::size_t skew = 16;
   [[nodiscard]] std::size_t v_plane() const { return cols * in + skew; }
   [[nodiscard]] std::size_t m_plane() const { return cols * out + skew; }
   [[nodiscard]] std::size_t workspace_size() const {
-    return 16 * (v_plane() + m_plane()) + padded_size() + plane_size() + out;
+    return planes * (v_plane() + m_plane()) + padded_size() + plane_size() + out;
   }
 };
 
-/// U [16, in, out] (position xi = 4 a + b major): U_xi[c][o] = (G w_oc G^T)[a][b] for
+/// U [planes, in, out] (position xi = alpha a + b major): U_xi[c][o] = (G w_oc G^T)[a][b] for
 /// w [out, in, 3, 3] (row-major); 16 output channels at a time, so that the arithmetic runs on
 /// vectors and U's rows are written contiguously. The kernels of 16 output and 16 input
 /// channels are first transposed into [c, tap, o] (16 x 16 blocks, in registers where
 /// transpose_part can), so the taps are read as vectors rather than gathered one by one.
-template <class T>
+template <class F, class T>
 void winograd_weights(const T* w, std::size_t out, std::size_t in, T* U) {
-  constexpr std::size_t B = 16;
-  const T h = T(0.5);
+  constexpr std::size_t B = 16, a = F::alpha;
   const std::size_t plane = out * in, row = in * 9;
   for (std::size_t o0 = 0; o0 < out; o0 += B) {
     const std::size_t n = std::min(B, out - o0);
@@ -101,26 +109,24 @@ void winograd_weights(const T* w, std::size_t out, std::size_t in, T* U) {
         transpose_part(w + o0 * row + c0 * 9 + k0, row, wt[k0], B, n, std::min(B, nc * 9 - k0));
       for (std::size_t c = c0; c < c0 + nc; ++c) {
         const T(*g)[B] = wt + (c - c0) * 9;
-        T t[4][3][B], u[16][B];
+        T t[a][3][B], u[a * a][B];
         for (std::size_t v = 0; v < 3; ++v) {  // G g: rows of the kernel combined
 #pragma omp simd
           for (std::size_t o = 0; o < B; ++o) {
-            t[0][v][o] = g[v][o];
-            t[1][v][o] = h * (g[v][o] + g[3 + v][o] + g[6 + v][o]);
-            t[2][v][o] = h * (g[v][o] - g[3 + v][o] + g[6 + v][o]);
-            t[3][v][o] = g[6 + v][o];
+            T r[a];
+            F::weight(g[v][o], g[3 + v][o], g[6 + v][o], r);
+            for (std::size_t i = 0; i < a; ++i) t[i][v][o] = r[i];
           }
         }
-        for (std::size_t a = 0; a < 4; ++a) {  // (G g) G^T: columns combined
+        for (std::size_t i = 0; i < a; ++i) {  // (G g) G^T: columns combined
 #pragma omp simd
           for (std::size_t o = 0; o < B; ++o) {
-            u[4 * a][o] = t[a][0][o];
-            u[4 * a + 1][o] = h * (t[a][0][o] + t[a][1][o] + t[a][2][o]);
-            u[4 * a + 2][o] = h * (t[a][0][o] - t[a][1][o] + t[a][2][o]);
-            u[4 * a + 3][o] = t[a][2][o];
+            T r[a];
+            F::weight(t[i][0][o], t[i][1][o], t[i][2][o], r);
+            for (std::size_t j = 0; j < a; ++j) u[a * i + j][o] = r[j];
           }
         }
-        for (std::size_t xi = 0; xi < 16; ++xi) {
+        for (std::size_t xi = 0; xi < a * a; ++xi) {
           T* dst = U + xi * plane + c * out + o0;
           if (n == B)  // a fixed count: vector moves, not a library call per position
             std::copy_n(u[xi], B, dst);
@@ -132,22 +138,34 @@ void winograd_weights(const T* w, std::size_t out, std::size_t in, T* U) {
   }
 }
 
-/// Uf [16, out, in] = the winograd_weights of the flipped kernel W~[c, o, u, v] = W[o, c, 2 - u,
-/// 2 - v] (dx = conv(dy, W~), conv2d.hpp) from U [16, in, out] of W: G J = P G for the 3 x 3
-/// reversal J and the permutation P that swaps rows 0 and 3, so G W~ G^T = P (G W G^T) P^T and
-/// Uf_(a, b) = U_(p(a), p(b))^T.
-template <class T>
-void winograd_flipped(const T* U, std::size_t in, std::size_t out, T* Uf) {
-  constexpr std::size_t p[4] = {3, 1, 2, 0};
-  for (std::size_t a = 0; a < 4; ++a)
-    for (std::size_t b = 0; b < 4; ++b) transpose(U + (4 * p[a] + p[b]) * in * out, in, out, Uf + (4 * a + b) * in * out);
+/// Uf [planes, out, in] = the winograd_weights of the flipped kernel W~[c, o, u, v] = W[o, c,
+/// 2 - u, 2 - v] (dx = conv(dy, W~), conv2d.hpp), for w [out, in, 3, 3] and its transform U
+/// [planes, in, out]. F(2 x 2): G J = P G for the 3 x 3 reversal J and the permutation P that
+/// swaps rows 0 and 3, so G W~ G^T = P (G W G^T) P^T and Uf_(a, b) = U_(p(a), p(b))^T, read from
+/// U. F(4 x 4): G J is no permutation of G's rows (J maps the point 2 to 1/2), so W~ is
+/// written to `scratch` (in out 9 scalars) and transformed.
+template <class F, class T>
+void winograd_flipped(const T* w, const T* U, std::size_t in, std::size_t out, T* Uf, std::vector<T>& scratch) {
+  if constexpr (F::flips_by_permutation) {
+    static_assert(F::alpha == 4);
+    constexpr std::size_t p[4] = {3, 1, 2, 0};
+    for (std::size_t a = 0; a < 4; ++a)
+      for (std::size_t b = 0; b < 4; ++b)
+        transpose(U + (4 * p[a] + p[b]) * in * out, in, out, Uf + (4 * a + b) * in * out);
+  } else {
+    T* wf = reserve(scratch, in * out * 9);
+    for (std::size_t o = 0; o < out; ++o)
+      for (std::size_t c = 0; c < in; ++c)
+        for (std::size_t k = 0; k < 9; ++k) wf[(c * out + o) * 9 + 8 - k] = w[(o * in + c) * 9 + k];
+    winograd_weights<F>(wf, in, out, Uf);
+  }
 }
 
 /// P [hq, wq, in] = one sample x [in, h, w] through the map m (one sample's; channel_affine.hpp;
 /// empty: the identity), channels-last, at pixel (1, 1) of a zero-padded image. scratch: a plane
 /// (plane_size()).
-template <class T>
-void winograd_pad(const winograd_shape& s, const T* x, const channel_affine<T>& m, T* P, T* scratch) {
+template <class F, class T>
+void winograd_pad(const winograd_shape<F>& s, const T* x, const channel_affine<T>& m, T* P, T* scratch) {
   const std::size_t C = s.in, H = s.h, W = s.w, HW = H * W, wq = s.wq;
   const T* src = x;
   if (!m.empty()) {
@@ -168,76 +186,81 @@ void winograd_pad(const winograd_shape& s, const T* x, const channel_affine<T>& 
   std::fill(P + ((H + 1) * wq + 1) * C, P + s.hq * wq * C, T(0));
 }
 
-/// V [16, cols, in] (position-major, v_plane() apart, then tile) at row row0 + tile: B^T d B for
-/// every tile of the padded sample P [hq, wq, in], a vector of channels at a time, in registers.
-template <class T>
-void winograd_input(const winograd_shape& s, const T* P, T* V, std::size_t row0) {
+/// V [planes, cols, in] (position-major, v_plane() apart, then tile) at row row0 + tile: B^T d B
+/// for every tile of the padded sample P [hq, wq, in], a vector of channels at a time, in
+/// registers.
+template <class F, class T>
+void winograd_input(const winograd_shape<F>& s, const T* P, T* V, std::size_t row0) {
   using S = typename lanes_for<T>::type;
   using reg = typename S::reg;
-  constexpr std::size_t L = S::width;
+  constexpr std::size_t L = S::width, a = F::alpha;
   const std::size_t C = s.in, wq = s.wq, plane = s.v_plane();
   for (std::size_t ti = 0; ti < s.th; ++ti)
     for (std::size_t tj = 0; tj < s.tw; ++tj) {
-      const T* d = P + (2 * ti * wq + 2 * tj) * C;
+      const T* d = P + (F::m * ti * wq + F::m * tj) * C;
       T* v = V + (row0 + ti * s.tw + tj) * C;
       for (std::size_t c = 0; c < C; c += L) {
         const std::size_t k = std::min(L, C - c);
-        reg f[4][4];
-#pragma GCC unroll 4
-        for (std::size_t q = 0; q < 4; ++q)
-#pragma GCC unroll 4
-          for (std::size_t p = 0; p < 4; ++p) f[q][p] = S::load(d + (q * wq + p) * C + c, k);
-#pragma GCC unroll 4
-        for (std::size_t p = 0; p < 4; ++p) {  // B^T d: rows combined
-          const reg d0 = f[0][p], d1 = f[1][p], d2 = f[2][p], d3 = f[3][p];
-          f[0][p] = S::sub(d0, d2), f[1][p] = S::add(d1, d2), f[2][p] = S::sub(d2, d1), f[3][p] = S::sub(d1, d3);
+        reg f[a][a];  // f[row][column]
+#pragma GCC unroll 6
+        for (std::size_t p = 0; p < a; ++p) {  // B^T d: rows combined, a column at a time
+          reg col[a], t[a];
+#pragma GCC unroll 6
+          for (std::size_t q = 0; q < a; ++q) col[q] = S::load(d + (q * wq + p) * C + c, k);
+          F::template input<S>(col, t);
+#pragma GCC unroll 6
+          for (std::size_t q = 0; q < a; ++q) f[q][p] = t[q];
         }
-#pragma GCC unroll 4
-        for (std::size_t a = 0; a < 4; ++a) {  // (B^T d) B: columns combined
-          T* va = v + 4 * a * plane + c;
-          S::store(va, S::sub(f[a][0], f[a][2]), k);
-          S::store(va + plane, S::add(f[a][1], f[a][2]), k);
-          S::store(va + 2 * plane, S::sub(f[a][2], f[a][1]), k);
-          S::store(va + 3 * plane, S::sub(f[a][1], f[a][3]), k);
+#pragma GCC unroll 6
+        for (std::size_t q = 0; q < a; ++q) {  // (B^T d) B: columns combined
+          reg t[a];
+          F::template input<S>(f[q], t);
+          T* vq = v + a * q * plane + c;
+#pragma GCC unroll 6
+          for (std::size_t p = 0; p < a; ++p) S::store(vq + p * plane, t[p], k);
         }
       }
     }
 }
 
-/// y [out, h, w] (one sample) = A^T M A + bias for every tile of M [16, cols, out] at row row0,
-/// plus residual (y's shape; may be null). bias [out] may be null. scratch: a plane.
-template <class T>
-void winograd_output(const winograd_shape& s, const T* M, std::size_t row0, const T* bias,
+/// y [out, h, w] (one sample) = A^T M A + bias for every tile of M [planes, cols, out] at row
+/// row0, plus residual (y's shape; may be null). bias [out] may be null. scratch: a plane.
+template <class F, class T>
+void winograd_output(const winograd_shape<F>& s, const T* M, std::size_t row0, const T* bias,
                      const T* residual, T* y, T* scratch) {
   using S = typename lanes_for<T>::type;
   using reg = typename S::reg;
-  constexpr std::size_t L = S::width;
+  constexpr std::size_t L = S::width, a = F::alpha, mt = F::m;
   const std::size_t O = s.out, H = s.h, W = s.w, HW = H * W, plane = s.m_plane();
   T* yt = scratch;  // [HW, out]
   for (std::size_t ti = 0; ti < s.th; ++ti)
     for (std::size_t tj = 0; tj < s.tw; ++tj) {
       const T* m = M + (row0 + ti * s.tw + tj) * O;
-      const std::size_t i = 2 * ti, j = 2 * tj;
-      const bool down = i + 1 < H, right = j + 1 < W;
-      T* y0 = yt + (i * W + j) * O;
-      T* y1 = y0 + W * O;
+      const std::size_t i = mt * ti, j = mt * tj;
+      const std::size_t rows = std::min(mt, H - i), cols = std::min(mt, W - j);
       for (std::size_t o = 0; o < O; o += L) {
         const std::size_t k = std::min(L, O - o);
-        reg q0[4], q1[4];  // A^T M: rows combined, for each column
+        reg q[mt][a];  // A^T M: rows combined, for each column
+#pragma GCC unroll 6
+        for (std::size_t col = 0; col < a; ++col) {
+          reg t[a], r[mt];
+#pragma GCC unroll 6
+          for (std::size_t e = 0; e < a; ++e) t[e] = S::load(m + (a * e + col) * plane + o, k);
+          F::template output<S>(t, r);
 #pragma GCC unroll 4
-        for (std::size_t col = 0; col < 4; ++col) {
-          const reg m0 = S::load(m + col * plane + o, k), m1 = S::load(m + (4 + col) * plane + o, k),
-                    m2 = S::load(m + (8 + col) * plane + o, k), m3 = S::load(m + (12 + col) * plane + o, k);
-          q0[col] = S::add(S::add(m0, m1), m2);
-          q1[col] = S::sub(S::sub(m1, m2), m3);
+          for (std::size_t e = 0; e < mt; ++e) q[e][col] = r[e];
         }
         const reg b = bias ? S::load(bias + o, k) : S::zero();
         // (A^T M) A: columns combined, plus the bias
-        S::store(y0 + o, S::add(S::add(S::add(q0[0], q0[1]), q0[2]), b), k);
-        if (right) S::store(y0 + O + o, S::add(S::sub(S::sub(q0[1], q0[2]), q0[3]), b), k);
-        if (down) {
-          S::store(y1 + o, S::add(S::add(S::add(q1[0], q1[1]), q1[2]), b), k);
-          if (right) S::store(y1 + O + o, S::add(S::sub(S::sub(q1[1], q1[2]), q1[3]), b), k);
+#pragma GCC unroll 4
+        for (std::size_t e = 0; e < mt; ++e) {
+          if (e >= rows) break;
+          reg r[mt];
+          F::template output<S>(q[e], r);
+          T* ye = yt + ((i + e) * W + j) * O + o;
+#pragma GCC unroll 4
+          for (std::size_t f = 0; f < mt; ++f)
+            if (f < cols) S::store(ye + f * O, S::add(r[f], b), k);
         }
       }
     }
@@ -252,17 +275,17 @@ void winograd_output(const winograd_shape& s, const T* M, std::size_t row0, cons
   }
 }
 
-/// The 16 GEMMs M_xi [n, out] = V_xi [n, in] U_xi [in, out] over the first n of s.cols rows.
-/// aoff: strided_offsets(s.cols, in); boff: strided_offsets(in, out). The depth is only `in`, so
-/// the register tile is one of 24 accumulators (fewer loads per multiply-add than
-/// tiled_gemm's default) chosen by the width `out`.
-template <class T>
-void winograd_gemms(const winograd_shape& s, const T* V, const std::ptrdiff_t* aoff, const T* U,
+/// The GEMMs M_xi [n, out] = V_xi [n, in] U_xi [in, out] over the first n of s.cols rows, one
+/// per transform-domain position. aoff: strided_offsets(s.cols, in); boff: strided_offsets(in,
+/// out). The depth is only `in`, so the register tile is one of 24 accumulators (fewer loads
+/// per multiply-add than tiled_gemm's default) chosen by the width `out`.
+template <class F, class T>
+void winograd_gemms(const winograd_shape<F>& s, const T* V, const std::ptrdiff_t* aoff, const T* U,
                     const std::ptrdiff_t* boff, T* M, std::size_t n, bool parallel) {
   using S = typename lanes_for<T>::type;
   constexpr std::size_t W = S::width;
   const gemm_depth depth{1, s.in, s.in, 1, 0};
-  for (std::size_t xi = 0; xi < 16; ++xi) {
+  for (std::size_t xi = 0; xi < F::planes; ++xi) {
     const T *v = V + xi * s.v_plane(), *u = U + xi * s.in * s.out;
     T* m = M + xi * s.m_plane();
     if constexpr (W == 16) {
@@ -286,13 +309,13 @@ void winograd_gemms(const winograd_shape& s, const T* V, const std::ptrdiff_t* a
 /// y = conv3x3(m(x)) + bias + sample_bias + residual for samples [n0, n1) (n1 - n0 <= s.chunk) of
 /// a batch: x, y, residual point at sample 0 of the batch; m is the batch's map (prepared here
 /// sample by sample), sample_bias [N, out] or null. U: winograd_weights; work: workspace_size().
-template <class T>
-void winograd_forward_chunk(const winograd_shape& s, std::size_t n0, std::size_t n1, const T* x,
+template <class F, class T>
+void winograd_forward_chunk(const winograd_shape<F>& s, std::size_t n0, std::size_t n1, const T* x,
                             const channel_affine<T>& m, const T* U, const std::ptrdiff_t* aoff,
                             const std::ptrdiff_t* boff, const T* bias, const T* sample_bias, const T* residual, T* y,
                             T* work, bool parallel) {
   const std::size_t HW = s.h * s.w;
-  T *V = work, *M = V + 16 * s.v_plane(), *P = M + 16 * s.m_plane(), *scratch = P + s.padded_size();
+  T *V = work, *M = V + F::planes * s.v_plane(), *P = M + F::planes * s.m_plane(), *scratch = P + s.padded_size();
   T* bias_n = scratch + s.plane_size();
   for (std::size_t n = n0; n < n1; ++n) {
     m.prepare(n);
@@ -315,8 +338,8 @@ void winograd_forward_chunk(const winograd_shape& s, std::size_t n0, std::size_t
 /// winograd_forward_chunk), chunks of samples over threads (each GEMM's tiles over threads when
 /// there are fewer chunks than threads; small passes on one thread); work, aoff and boff are
 /// the caller's buffers, resized here.
-template <class T>
-void winograd_conv(const winograd_shape& s, std::size_t N, const T* in, const T* U, const channel_affine<T>& m,
+template <class F, class T>
+void winograd_conv(const winograd_shape<F>& s, std::size_t N, const T* in, const T* U, const channel_affine<T>& m,
                    const T* bias, const T* sample_bias, const T* residual, T* out, std::vector<T>& work,
                    std::vector<std::ptrdiff_t>& aoff, std::vector<std::ptrdiff_t>& boff) {
   strided_offsets(s.cols, s.in, aoff);
