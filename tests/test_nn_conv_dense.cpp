@@ -14,6 +14,7 @@
 //    and stored paths), and its gradients against float64 finite differences.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <tuple>
@@ -91,19 +92,36 @@ TEST_CASE("conv2d Winograd F(2x2, 3x3) and F(4x4, 3x3) float match float64 at ev
       softdiff::testing::check_float_matches_double(d, f, x, 37, 2, {1e-4, 1e-4, 2e-3});
     }
   }
-  // automatic, for float where AVX-512 runs it: F(4x4) at 32 to 63 channels, F(2x2) from 64;
-  // tiled otherwise
+  // automatic, for float where AVX-512 runs it: F(2x2) from 64 channels; at 32 to 63, F(4x4) on
+  // images of 20 x 20 pixels or more (the size of the last forward) and the direct kernel on
+  // smaller ones (and before any forward); tiled otherwise
 #if defined(__AVX512F__)
-  constexpr auto wide = nn::conv_algorithm::winograd, mid = nn::conv_algorithm::winograd4;
+  constexpr auto wide = nn::conv_algorithm::winograd, mid_large = nn::conv_algorithm::winograd4;
 #else
-  constexpr auto wide = nn::conv_algorithm::tiled, mid = nn::conv_algorithm::tiled;
+  constexpr auto wide = nn::conv_algorithm::tiled, mid_large = nn::conv_algorithm::tiled;
 #endif
   REQUIRE(nn::conv2d<float>(64, 64, 3).resolved_algorithm() == wide);
   REQUIRE(nn::conv2d<float>(128, 64, 3).resolved_algorithm() == wide);
-  REQUIRE(nn::conv2d<float>(32, 64, 3).resolved_algorithm() == mid);
-  REQUIRE(nn::conv2d<float>(96, 32, 3).resolved_algorithm() == mid);
+  REQUIRE(nn::conv2d<float>(32, 64, 3).resolved_algorithm() == nn::conv_algorithm::tiled);
   REQUIRE(nn::conv2d<float>(16, 64, 3).resolved_algorithm() == nn::conv_algorithm::tiled);
   REQUIRE(nn::conv2d<float>(32, 16, 3).resolved_algorithm() == nn::conv_algorithm::tiled);
+  {
+    conv_fixture<float> mid(32, 48, 3, nn::conv_algorithm::automatic);
+    const batch<float> large = random_tensor<float, 4>({2, 32, 20, 21}, 38, 1);
+    const batch<float> small = random_tensor<float, 4>({2, 32, 14, 14}, 38, 2);
+    mid.conv.forward(large);
+    REQUIRE(mid.conv.resolved_algorithm() == mid_large);
+    const batch<float> y_large = mid.conv.forward(large);  // the transform of F(4x4) again
+    const auto same = [&](const batch<float>& y) { return std::equal(y.begin(), y.end(), y_large.begin()); };
+    mid.conv.forward(small);
+    REQUIRE(mid.conv.resolved_algorithm() == nn::conv_algorithm::tiled);
+    // back to the large image: the same bits as before (nothing of the small call's is reused)
+    REQUIRE(same(mid.conv.forward(large)));
+    mid.conv.freeze_weights(true);  // frozen: the kept transform is F(4x4)'s, then recomputed after a small call
+    REQUIRE(same(mid.conv.forward(large)));
+    mid.conv.forward(small);
+    REQUIRE(same(mid.conv.forward(large)));
+  }
   REQUIRE(nn::conv2d<double>(64, 64, 3).resolved_algorithm() == nn::conv_algorithm::im2col_blas);
   // where Winograd does not apply (stride 2, 1x1) the layer runs the tiled algorithm
   REQUIRE(nn::conv2d<float>(4, 4, 3, 2).resolved_algorithm() == nn::conv_algorithm::tiled);

@@ -18,7 +18,8 @@
 //    computed like the forward. Stride 2 builds cols (im2col) and uses col2im for dx.
 //  - im2col_blas (double and other ISAs by default): im2col and BLAS (backend::cpu::gemm).
 //  - winograd4 and winograd (3 x 3, stride 1, padding 1; by default for float with AVX-512,
-//    winograd4 at 32 to 63 channels and winograd from 64, winograd_preferred): Winograd's
+//    winograd from 64 channels and winograd4 at 32 to 63 on images of 20 x 20 pixels or more,
+//    winograd_preferred and winograd_tiling): Winograd's
 //    F(4 x 4, 3 x 3), 4x fewer multiply-adds, and F(2 x 2, 3 x 3), 2.25x fewer
 //    (winograd_tiles.hpp): forward and dx (winograd.hpp), dW in the transform domain
 //    (winograd_grad.hpp). Other shapes: tiled.
@@ -62,7 +63,7 @@ struct conv_addends {
 };
 
 enum class conv_algorithm {
-  automatic,    // winograd4 or winograd where winograd_preferred (winograd4_preferred), else tiled
+  automatic,    // winograd4 or winograd where winograd_preferred (by winograd_tiling), else tiled
                 // where the scalar type runs on SIMD registers, else im2col_blas
   tiled,        // conv_kernels.hpp (any scalar type; scalar code without SIMD)
   im2col_blas,  // im2col + BLAS GEMM
@@ -171,20 +172,25 @@ struct conv2d {
            (dense_taps3() || pointwise()) && detail::bf16_conv_applies(in_channels, out_channels, kernel);
   }
 
-  /// The algorithm this layer runs: `automatic` resolved for this scalar type, and winograd or
-  /// winograd4 where they do not apply (not 3 x 3, stride 1, padding 1) resolved to tiled.
+  /// The algorithm this layer runs: `automatic` resolved for this scalar type (and, where
+  /// Winograd is preferred, the image size of the last forward: winograd_tiling; before any
+  /// forward, as for a small image), and winograd or winograd4 where they do not apply (not
+  /// 3 x 3, stride 1, padding 1) resolved to tiled.
   [[nodiscard]] conv_algorithm resolved_algorithm() const {
     conv_algorithm a = algorithm;
     if (a == conv_algorithm::automatic) {
       a = detail::simd_kernel<T> ? conv_algorithm::tiled : conv_algorithm::im2col_blas;
-      if (dense_taps3() && detail::winograd_preferred<T>(in_channels, out_channels))
-        a = detail::winograd4_preferred(in_channels, out_channels) ? conv_algorithm::winograd4 : conv_algorithm::winograd;
+      if (dense_taps3() && detail::winograd_preferred<T>(in_channels, out_channels)) {
+        const std::size_t tiling = detail::winograd_tiling(in_channels, out_channels, image_pixels_);
+        if (tiling != 0) a = tiling == 4 ? conv_algorithm::winograd4 : conv_algorithm::winograd;
+      }
     }
     return is_winograd(a) && !dense_taps3() ? conv_algorithm::tiled : a;
   }
 
   const batch<T>& forward(const batch<T>& x) {
     check_bound();
+    image_pixels_ = x.shape()[2] * x.shape()[3];
     ensure_shape(y, output_shape(shape_of(x)));
     x_ = &x;
     map_ = {};
@@ -211,6 +217,7 @@ struct conv2d {
     SOFTDIFF_REQUIRE(!e.residual || shape_of(*e.residual) == out, "conv2d: residual ",
                     e.residual ? to_string(shape_of(*e.residual)) : "", " does not match the output ", to_string(out));
     SOFTDIFF_REQUIRE(!e.residual || e.residual != &y, "conv2d: the residual cannot be this layer's own output");
+    image_pixels_ = s[2] * s[3];
     if (on_tiles() && dense_taps3()) {
       check_bound();
       ensure_shape(y, out);
@@ -317,8 +324,11 @@ private:
       if (forward_was_bf16_) return forward_bf16(x, g, e);
     }
     if (is_winograd(resolved_algorithm())) {
+      const std::size_t tiling = winograd_tile_size();
       const conv2d* src = std::exchange(wino_.next, nullptr);  // prepared (prepare_winograd, share_winograd)
+      if (src && src->wino_tiling_ != tiling) src = nullptr;   // prepared for another image size's tiling
       wino_.back = src;
+      if (wino_tiling_ != tiling) wino_kept_ = false;
       if (!src && !wino_kept_) with_winograd_tile([&]<class F>(F) { transform_weights<F>(); });
       wino_kept_ = !src && weights_frozen_;  // frozen weights: the next forward reuses this U
       wino_u_current_ = src == nullptr || src == this;
@@ -396,12 +406,14 @@ private:
     else
       fn(detail::winograd_f2{});
   }
+  [[nodiscard]] std::size_t winograd_tile_size() const { return resolved_algorithm() == conv_algorithm::winograd4 ? 4 : 2; }
   /// wino_u_ = the tiling F's transform of the weights; wino_flip_ = that of the flipped kernel
   /// (dx's), from wino_u_ where F allows.
   template <class F>
   void transform_weights() {
     const std::size_t A = in_channels, B = out_channels;
     detail::winograd_weights<F>(weight.data(), B, A, detail::reserve(wino_u_, F::planes * A * B));
+    wino_tiling_ = F::m;
   }
   template <class F>
   void transform_flipped() {
@@ -680,6 +692,8 @@ private:
     }
   } wino_;
   bool wino_kept_ = false;  // frozen: wino_u_ holds the transform of the frozen weights
+  std::size_t wino_tiling_ = 0;    // m of the tiling F(m x m, 3 x 3) wino_u_ and wino_flip_ are for
+  std::size_t image_pixels_ = 0;   // h w of the last forward's input (automatic's tiling depends on it)
   detail::bf16_conv_passes bf16_;  // forward_bf16, backward_bf16
   bool forward_was_bf16_ = false;     // backward follows it in bf16
   bool weights_frozen_ = false;       // freeze_weights

@@ -415,14 +415,18 @@ public:
   /// activation is about 150 KB, so a few fit a 2 MB L2 with the layer's output (fewer mean
   /// more fixed cost per layer call; docs/performance.md, session 18).
   static constexpr std::size_t inference_microbatch = 4;
-  /// Whether a frozen predict runs micro-batches: not when a convolution runs Winograd, whose
-  /// GEMMs gather the tiles of several samples (winograd_shape::target_cols) and which micro-
-  /// batches would cut short (the default RefUNet's 64-channel levels in float32: its frozen
-  /// forward at batch 64 took 161-172 ms in micro-batches of 4 against 143-152 in whole shares).
+  /// Whether a frozen predict runs micro-batches: not when a convolution runs Winograd's
+  /// F(2 x 2, 3 x 3), whose GEMMs gather the tiles of several samples
+  /// (winograd_shape::target_cols) and which micro-batches would cut short (the default
+  /// RefUNet's 64-channel levels in float32: its frozen forward at batch 64 took 161-172 ms in
+  /// micro-batches of 4 against 143-152 in whole shares). F(4 x 4, 3 x 3) runs on images of 20 x
+  /// 20 or more by default (winograd_tiling), 25 tiles or more a sample, so a micro-batch fills
+  /// its GEMMs (the main recipe's 28 x 28 upsampling convolution: its sampling was 15-40%
+  /// slower in whole shares).
   [[nodiscard]] bool micro_batches_pay() {
     bool winograd = false;
     r_[0]->for_each_conv([&](conv2d<T>& c) {
-      winograd = winograd || c.runs_winograd();
+      winograd = winograd || (c.runs_winograd() && c.resolved_algorithm() == conv_algorithm::winograd);
     });
     return !winograd;
   }

@@ -48,14 +48,20 @@ template <class T>
 #endif
 }
 
-/// The tiling automatic picks where winograd_preferred: F(4 x 4, 3 x 3) below 64 channels (the
-/// smaller of in and out), F(2 x 2, 3 x 3) from 64. Per layer at RefUNet's shapes, 16 samples on
-/// one thread (a replica's share): at 32 channels and 28 x 28 F(4 x 4) took 0.65x the direct
-/// kernel's time forward and backward; at 64 channels (14 x 14 and 7 x 7) its forward was
-/// 10-20% faster than F(2 x 2)'s but its weight gradient (36 transform-domain products of
-/// in x out to accumulate per chunk of samples, against 16) slower, and the default network's
-/// training step was no faster with it there (docs/performance.md, session 20).
-[[nodiscard]] constexpr bool winograd4_preferred(std::size_t in, std::size_t out) { return std::min(in, out) < 64; }
+/// The tiling automatic picks where winograd_preferred, by the layer's channels and the pixels
+/// h w of its last input: 2 (F(2 x 2, 3 x 3)) from 64 channels (the smaller of in and out); below,
+/// 4 (F(4 x 4, 3 x 3)) from 20 x 20 pixels, else 0 (the direct tiled kernel). Measured
+/// (docs/performance.md, session 20): at 32 channels and 28 x 28, F(4 x 4) forward and backward
+/// took 0.6-0.65x the direct kernel's time per layer, and the default RefUNet's training step
+/// 5% less; at 32 channels and 14 x 14 or 7 x 7 (the main recipe's network, 8 samples per
+/// replica) it made the network 11% slower to train and 15% slower to sample than the direct
+/// kernel; at 64 channels F(4 x 4)'s forward was faster than F(2 x 2)'s but its weight gradient
+/// (36 transform-domain products to accumulate per chunk of samples, against 16) slower, and
+/// the training step no faster.
+[[nodiscard]] constexpr std::size_t winograd_tiling(std::size_t in, std::size_t out, std::size_t pixels) {
+  if (std::min(in, out) >= 64) return 2;
+  return pixels >= 400 ? 4 : 0;
+}
 
 template <class F>
 struct winograd_shape {
