@@ -270,11 +270,10 @@ void winograd_output(const winograd_shape<F>& s, const T* M, std::size_t row0, c
         }
       }
     }
-  for (std::size_t i = 0; i < H; ++i)  // back to [out, HW], a 16 x 16 block at a time
-    for (std::size_t j = 0; j < W; j += 16)
-      for (std::size_t o = 0; o < O; o += 16)
-        transpose_part(yt + (i * W + j) * O + o, O, y + o * HW + i * W + j, HW, std::min<std::size_t>(16, W - j),
-                       std::min<std::size_t>(16, O - o));
+  for (std::size_t p = 0; p < HW; p += 16)  // back to [out, HW], a 16 x 16 block at a time
+    for (std::size_t o = 0; o < O; o += 16)
+      transpose_part(yt + p * O + o, O, y + o * HW + p, HW, std::min<std::size_t>(16, HW - p),
+                     std::min<std::size_t>(16, O - o));
   if (residual) {
 #pragma omp simd
     for (std::size_t l = 0; l < O * HW; ++l) y[l] += residual[l];
