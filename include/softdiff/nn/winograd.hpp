@@ -192,6 +192,33 @@ void winograd_pad(const winograd_shape<F>& s, const T* x, const channel_affine<T
   std::fill(P + ((H + 1) * wq + 1) * C, P + s.hq * wq * C, T(0));
 }
 
+/// The 2-D transform of an ni x ni block of vectors by a 1-D transform tr (ni values -> no):
+/// tr over each column of load(q, p) (row q, column p), then over each row of the result;
+/// store(a, b, value) for the rows a < rows. In registers; forced inline, so that load and store
+/// fold into their addresses.
+template <class S, std::size_t ni, std::size_t no, class Load, class Tr, class Store>
+[[gnu::always_inline]] inline void transform_2d(Load&& load, Tr&& tr, Store&& store, std::size_t rows = no) {
+  using reg = typename S::reg;
+  reg mid[no][ni];  // tr of each column: mid[a][p]
+#pragma GCC unroll 6
+  for (std::size_t p = 0; p < ni; ++p) {
+    reg col[ni], t[no];
+#pragma GCC unroll 6
+    for (std::size_t q = 0; q < ni; ++q) col[q] = load(q, p);
+    tr(col, t);
+#pragma GCC unroll 6
+    for (std::size_t a = 0; a < no; ++a) mid[a][p] = t[a];
+  }
+#pragma GCC unroll 6
+  for (std::size_t a = 0; a < no; ++a) {
+    if (a >= rows) break;
+    reg t[no];
+    tr(mid[a], t);
+#pragma GCC unroll 6
+    for (std::size_t b = 0; b < no; ++b) store(a, b, t[b]);
+  }
+}
+
 /// V [planes, cols, in] (position-major, v_plane() apart, then tile) at row row0 + tile: B^T d B
 /// for every tile of the padded sample P [hq, wq, in], a vector of channels at a time, in
 /// registers.
@@ -207,24 +234,10 @@ void winograd_input(const winograd_shape<F>& s, const T* P, T* V, std::size_t ro
       T* v = V + (row0 + ti * s.tw + tj) * C;
       for (std::size_t c = 0; c < C; c += L) {
         const std::size_t k = std::min(L, C - c);
-        reg f[a][a];  // f[row][column]
-#pragma GCC unroll 6
-        for (std::size_t p = 0; p < a; ++p) {  // B^T d: rows combined, a column at a time
-          reg col[a], t[a];
-#pragma GCC unroll 6
-          for (std::size_t q = 0; q < a; ++q) col[q] = S::load(d + (q * wq + p) * C + c, k);
-          F::template input<S>(col, t);
-#pragma GCC unroll 6
-          for (std::size_t q = 0; q < a; ++q) f[q][p] = t[q];
-        }
-#pragma GCC unroll 6
-        for (std::size_t q = 0; q < a; ++q) {  // (B^T d) B: columns combined
-          reg t[a];
-          F::template input<S>(f[q], t);
-          T* vq = v + a * q * plane + c;
-#pragma GCC unroll 6
-          for (std::size_t p = 0; p < a; ++p) S::store(vq + p * plane, t[p], k);
-        }
+        transform_2d<S, a, a>(  // B^T d: rows combined, a column at a time; then (B^T d) B
+            [&](std::size_t q, std::size_t p) { return S::load(d + (q * wq + p) * C + c, k); },
+            [](const reg(&in)[a], reg(&out)[a]) { F::template input<S>(in, out); },
+            [&](std::size_t q, std::size_t p, reg value) { S::store(v + (a * q + p) * plane + c, value, k); });
       }
     }
 }
@@ -246,28 +259,14 @@ void winograd_output(const winograd_shape<F>& s, const T* M, std::size_t row0, c
       const std::size_t rows = std::min(mt, H - i), cols = std::min(mt, W - j);
       for (std::size_t o = 0; o < O; o += L) {
         const std::size_t k = std::min(L, O - o);
-        reg q[mt][a];  // A^T M: rows combined, for each column
-#pragma GCC unroll 6
-        for (std::size_t col = 0; col < a; ++col) {
-          reg t[a], r[mt];
-#pragma GCC unroll 6
-          for (std::size_t e = 0; e < a; ++e) t[e] = S::load(m + (a * e + col) * plane + o, k);
-          F::template output<S>(t, r);
-#pragma GCC unroll 4
-          for (std::size_t e = 0; e < mt; ++e) q[e][col] = r[e];
-        }
         const reg b = bias ? S::load(bias + o, k) : S::zero();
-        // (A^T M) A: columns combined, plus the bias
-#pragma GCC unroll 4
-        for (std::size_t e = 0; e < mt; ++e) {
-          if (e >= rows) break;
-          reg r[mt];
-          F::template output<S>(q[e], r);
-          T* ye = yt + ((i + e) * W + j) * O + o;
-#pragma GCC unroll 4
-          for (std::size_t f = 0; f < mt; ++f)
-            if (f < cols) S::store(ye + f * O, S::add(r[f], b), k);
-        }
+        transform_2d<S, a, mt>(  // A^T M: rows combined, for each column; then (A^T M) A, plus the bias
+            [&](std::size_t e, std::size_t col) { return S::load(m + (a * e + col) * plane + o, k); },
+            [](const reg(&in)[a], reg(&out)[mt]) { F::template output<S>(in, out); },
+            [&](std::size_t e, std::size_t f, reg value) {
+              if (f < cols) S::store(yt + ((i + e) * W + j + f) * O + o, S::add(value, b), k);
+            },
+            rows);
       }
     }
   for (std::size_t p = 0; p < HW; p += 16)  // back to [out, HW], a 16 x 16 block at a time

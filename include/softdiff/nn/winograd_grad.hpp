@@ -36,25 +36,12 @@ void winograd_grad_output(const winograd_shape<F>& s, const T* dy, T* G, std::si
       T* m = G + (row0 + ti * s.tw + tj) * O;
       for (std::size_t o = 0; o < O; o += L) {
         const std::size_t k = std::min(L, O - o);
-        reg r[a][mt];  // A dY: rows, a column at a time; then (A dY) A^T the same over columns
-#pragma GCC unroll 4
-        for (std::size_t f = 0; f < mt; ++f) {
-          reg col[mt], t[a];
-#pragma GCC unroll 4
-          for (std::size_t e = 0; e < mt; ++e)
-            col[e] = e < rows && f < cols ? S::load(g0 + (e * W + f) * O + o, k) : S::zero();
-          F::template grad_output<S>(col, t);
-#pragma GCC unroll 6
-          for (std::size_t e = 0; e < a; ++e) r[e][f] = t[e];
-        }
-#pragma GCC unroll 6
-        for (std::size_t e = 0; e < a; ++e) {
-          reg t[a];
-          F::template grad_output<S>(r[e], t);
-          T* me = m + a * e * plane + o;
-#pragma GCC unroll 6
-          for (std::size_t f = 0; f < a; ++f) S::store(me + f * plane, t[f], k);
-        }
+        transform_2d<S, mt, a>(  // A dY: rows, a column at a time; then (A dY) A^T the same over columns
+            [&](std::size_t e, std::size_t f) {
+              return e < rows && f < cols ? S::load(g0 + (e * W + f) * O + o, k) : S::zero();
+            },
+            [](const reg(&in)[mt], reg(&out)[a]) { F::template grad_output<S>(in, out); },
+            [&](std::size_t e, std::size_t f, reg value) { S::store(m + (a * e + f) * plane + o, value, k); });
       }
     }
 }
